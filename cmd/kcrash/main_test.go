@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files and the README command reference")
+
+const (
+	beginCommands = "<!-- BEGIN COMMANDS (generated from cmd/kcrash's command table; TestREADMECommands checks it) -->\n"
+	endCommands   = "<!-- END COMMANDS -->"
+)
+
+// TestREADMECommands fails when README.md's command reference differs from the table.
+func TestREADMECommands(t *testing.T) {
+	path := "../../README.md"
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	i := strings.Index(s, beginCommands)
+	j := strings.Index(s, endCommands)
+	if i < 0 || j < i {
+		t.Fatalf("README.md lacks the command reference markers")
+	}
+	want := s[:i+len(beginCommands)] + commandReference() + s[j:]
+	if want == s {
+		return
+	}
+	if *update {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("README.md command reference is stale; run go test ./cmd/kcrash -update")
+}
+
+func runCmd(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(&cmdEnv{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb}, args)
+	return code, out.String(), errb.String()
+}
+
+// TestHelp checks that every subcommand answers -h with its usage and exit status 0.
+func TestHelp(t *testing.T) {
+	for _, c := range sortedCommands() {
+		code, _, stderr := runCmd(t, "", c.name, "-h")
+		if code != 0 || !strings.Contains(stderr, "Usage: kcrash "+c.name) {
+			t.Errorf("%s -h: exit %d, stderr %q", c.name, code, stderr)
+		}
+	}
+	if code, out, _ := runCmd(t, "", "help"); code != 0 || !strings.Contains(out, "parse") {
+		t.Errorf("help: exit %d, out %q", code, out)
+	}
+	if code, _, _ := runCmd(t, "", "no-such-command"); code != 2 {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}

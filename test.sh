@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The project's whole test suite: what README.md's test command and CI run.
+set -euo pipefail
+cd "$(dirname "$0")"
+go vet ./...
+go test -count=1 ./...
