@@ -1,7 +1,167 @@
 package oops
 
-// Parse finds every report in log. (placeholder while the recognisers land)
-func Parse(log []byte) []*Report { return nil }
+import (
+	"bytes"
+	"strings"
+)
 
-// RegisterOrder gives the printing order of a register name.
-func RegisterOrder(name string) int { return 0 }
+// Parse finds every crash report in log, in order, and parses each one.
+//
+// log may be console or serial text, dmesg output, a plain netconsole stream, extended
+// netconsole or /dev/kmsg records, or a syslog/journal export. The first report's title
+// agrees with syzkaller's parser on the same log; later reports are those that start
+// after the previous one ends. Cost: one pass over log at memory speed to find
+// candidate lines, then work proportional to the reports found (each report reads at
+// most maxReportLines lines). Parse never panics and returns nil when log holds no report.
+func Parse(log []byte) []*Report {
+	text, m := normalize(log)
+	ols := findOopsLines(text)
+	if len(ols) == 0 {
+		return nil
+	}
+	cache := map[string]bool{}
+	var reports []*Report
+	spanEnd := -1
+	for i, ol := range ols {
+		if ol.rec == nil || ol.pos <= spanEnd {
+			continue
+		}
+		r := build(text, ols, i, cache)
+		if r == nil {
+			continue
+		}
+		spanEnd = r.End
+		r.Start, r.End = m.toInput(r.Start, false), m.toInput(r.End, true)
+		reports = append(reports, r)
+	}
+	return reports
+}
+
+// Detect reports whether log holds at least one crash report. It is the fast path of
+// Parse: one scan of the log, no report parsing.
+func Detect(log []byte) bool {
+	text, _ := normalize(log)
+	for _, ol := range findOopsLines(text) {
+		if ol.rec != nil {
+			return true
+		}
+	}
+	return false
+}
+
+var vmDisconnected = []byte("serialport: VM disconnected.")
+
+func build(text []byte, ols []oopsLine, idx int, cache map[string]bool) *Report {
+	ol := ols[idx]
+	rt := collect(text, ols, idx)
+	full := joinLines(rt.lines)
+	titleText := joinLines(rt.lines[:rt.titleEnd])
+	title, corrupted, alts, fm := describe(ol.rec, titleText, full, cache)
+	if title == "" {
+		// The filtered text lost the header (another context): use the raw span.
+		raw := text[ol.pos:rt.spanEnd]
+		title, corrupted, alts, fm = describe(ol.rec, raw, raw, cache)
+		if title == "" {
+			title = string(bytes.TrimSpace(text[ol.pos:ol.end]))
+		}
+	}
+	if corrupted == "" {
+		corrupted = checkCorrupted(title, full, fm)
+	}
+	if bytes.Contains(text, vmDisconnected) {
+		corrupted = "console disconnected"
+	}
+	r := &Report{
+		Title:     cleanTitle(title),
+		Corrupted: corrupted != "",
+		Kind:      ol.rec.kind,
+		Start:     ol.pos,
+		End:       rt.spanEnd,
+		Frames:    []Frame{},
+		AltTitles: []string{},
+	}
+	r.CorruptedReason = corrupted
+	for _, a := range alts {
+		r.AltTitles = append(r.AltTitles, cleanTitle(a))
+	}
+	r.AltTitles = unique(r.AltTitles)
+	if r.AltTitles == nil {
+		r.AltTitles = []string{}
+	}
+	if fm != nil && fm.kind != "" {
+		r.Kind = fm.kind
+	}
+	r.Type = titleType(r.Title)
+	if m := titleFrame.FindStringSubmatch(r.Title); m != nil {
+		r.Frame = m[1]
+	}
+	// Fields come from the lines inside the report's span, questionable frames included
+	// (titling drops them).
+	lines := spanLines(text, ol.pos, rt.spanEnd)
+	r.Message = strings.TrimSpace(lines[0])
+	r.Text = strings.Join(lines, "\n")
+	fill(r, lines)
+	if rt.panicMsg != "" {
+		r.Panicked, r.PanicMsg = true, rt.panicMsg
+	}
+	refineKind(r, lines)
+	if r.Registers == nil {
+		r.Registers = map[string]uint64{}
+	}
+	r.Signature = signature(r)
+	return r
+}
+
+// spanLines returns the lines of text[start:end] of the first line's printk context, with
+// console prefixes removed and questionable frames kept (marked "? ").
+func spanLines(text []byte, start, end int) []string {
+	var out []string
+	ctx, _ := lineContext(text[start:lineEnd(text, start)])
+	cpuTraceback := false
+	for pos := start; pos <= end && pos < len(text); {
+		e := lineEnd(text, pos)
+		line := text[pos:e]
+		pos = e + 1
+		lctx, n := lineContext(line)
+		if len(out) > 0 && lctx != ctx && !(cpuTraceback && len(lctx) > 0 && lctx[0] == 'C') {
+			continue
+		}
+		if bytes.Contains(line, []byte("Sending NMI from CPU")) {
+			cpuTraceback = true
+		}
+		out = append(out, string(line[n:]))
+	}
+	return out
+}
+
+// refineKind sharpens the kind from what the report says beyond its title.
+func refineKind(r *Report, lines []string) {
+	for _, l := range lines {
+		switch {
+		case strings.Contains(l, "list_add corruption") || strings.Contains(l, "list_del corruption"):
+			if r.Kind == KindBUG || r.Kind == KindWarning {
+				r.Kind = KindListCorruption
+			}
+		case strings.HasPrefix(strings.TrimSpace(l), "refcount_t: "):
+			if r.Kind == KindWarning {
+				r.Kind = KindRefcount
+			}
+		}
+	}
+	if r.Kind == KindPageFault && r.FaultAddress != nil && *r.FaultAddress < 4096 {
+		r.Kind = KindNullDeref
+	}
+}
+
+func joinLines(lines [][]byte) []byte {
+	n := 0
+	for _, l := range lines {
+		n += len(l) + 1
+	}
+	out := make([]byte, 0, n)
+	for _, l := range lines {
+		out = append(out, l...)
+		out = append(out, '\n')
+	}
+	return out
+}

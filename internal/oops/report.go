@@ -10,35 +10,35 @@ type Kind string
 
 // The kinds of report the recognisers know. Titles carry the finer detail.
 const (
-	KindNullDeref       Kind = "null-ptr-deref"   // BUG: kernel NULL pointer dereference
-	KindPageFault       Kind = "page-fault"       // BUG: unable to handle page fault / paging request
-	KindGPF             Kind = "gpf"              // general protection fault
-	KindBUG             Kind = "bug"              // kernel BUG at file:line / BUG: generic
-	KindInvalidOpcode   Kind = "invalid-opcode"   // invalid opcode without a BUG line
-	KindWarning         Kind = "warning"          // WARNING: CPU: … at file:line func
-	KindKASAN           Kind = "kasan"            // BUG: KASAN: …
-	KindKFENCE          Kind = "kfence"           // BUG: KFENCE: …
-	KindUBSAN           Kind = "ubsan"            // UBSAN: …
-	KindKMSAN           Kind = "kmsan"            // BUG: KMSAN: …
-	KindKCSAN           Kind = "kcsan"            // BUG: KCSAN: …
-	KindSlabCorruption  Kind = "slab-corruption"  // BUG cache (Tainted…): Poison overwritten, double free …
-	KindListCorruption  Kind = "list-corruption"  // list_add/list_del corruption
-	KindStackProtector  Kind = "stack-protector"  // stack-protector: Kernel stack is corrupted
-	KindStackOverflow   Kind = "stack-overflow"   // stack guard page was hit / kernel stack overflow
-	KindSoftLockup      Kind = "soft-lockup"      // watchdog: BUG: soft lockup
-	KindHardLockup      Kind = "hard-lockup"      // NMI watchdog: hard LOCKUP
-	KindRCUStall        Kind = "rcu-stall"        // rcu: INFO: rcu_preempt detected stalls
-	KindHungTask        Kind = "hung-task"        // INFO: task X blocked for more than N seconds
-	KindPanic           Kind = "panic"            // Kernel panic - not syncing: … (no earlier report)
-	KindDoubleFault     Kind = "double-fault"     // double fault
-	KindMCE             Kind = "mce"              // Machine check / mce: [Hardware Error]
-	KindLockdep         Kind = "lockdep"          // possible deadlock, lock held when returning …
-	KindAtomicSleep     Kind = "atomic-sleep"     // BUG: sleeping function called from invalid context
-	KindMemoryLeak      Kind = "memory-leak"      // BUG: memory leak
-	KindRefcount        Kind = "refcount"         // refcount_t: underflow / saturated
-	KindUnhandledFault  Kind = "arm64-fault"      // arm64 Unable to handle kernel …
-	KindInternalError   Kind = "internal-error"   // arm64 Internal error: …
-	KindOther           Kind = "other"            // recognised report of a rarer class
+	KindNullDeref      Kind = "null-ptr-deref"  // BUG: kernel NULL pointer dereference
+	KindPageFault      Kind = "page-fault"      // BUG: unable to handle page fault / paging request
+	KindGPF            Kind = "gpf"             // general protection fault
+	KindBUG            Kind = "bug"             // kernel BUG at file:line / BUG: generic
+	KindInvalidOpcode  Kind = "invalid-opcode"  // invalid opcode without a BUG line
+	KindWarning        Kind = "warning"         // WARNING: CPU: … at file:line func
+	KindKASAN          Kind = "kasan"           // BUG: KASAN: …
+	KindKFENCE         Kind = "kfence"          // BUG: KFENCE: …
+	KindUBSAN          Kind = "ubsan"           // UBSAN: …
+	KindKMSAN          Kind = "kmsan"           // BUG: KMSAN: …
+	KindKCSAN          Kind = "kcsan"           // BUG: KCSAN: …
+	KindSlabCorruption Kind = "slab-corruption" // BUG cache (Tainted…): Poison overwritten, double free …
+	KindListCorruption Kind = "list-corruption" // list_add/list_del corruption
+	KindStackProtector Kind = "stack-protector" // stack-protector: Kernel stack is corrupted
+	KindStackOverflow  Kind = "stack-overflow"  // stack guard page was hit / kernel stack overflow
+	KindSoftLockup     Kind = "soft-lockup"     // watchdog: BUG: soft lockup
+	KindHardLockup     Kind = "hard-lockup"     // NMI watchdog: hard LOCKUP
+	KindRCUStall       Kind = "rcu-stall"       // rcu: INFO: rcu_preempt detected stalls
+	KindHungTask       Kind = "hung-task"       // INFO: task X blocked for more than N seconds
+	KindPanic          Kind = "panic"           // Kernel panic - not syncing: … (no earlier report)
+	KindDoubleFault    Kind = "double-fault"    // double fault
+	KindMCE            Kind = "mce"             // Machine check / mce: [Hardware Error]
+	KindLockdep        Kind = "lockdep"         // possible deadlock, lock held when returning …
+	KindAtomicSleep    Kind = "atomic-sleep"    // BUG: sleeping function called from invalid context
+	KindMemoryLeak     Kind = "memory-leak"     // BUG: memory leak
+	KindRefcount       Kind = "refcount"        // refcount_t: underflow / saturated
+	KindUnhandledFault Kind = "arm64-fault"     // arm64 Unable to handle kernel …
+	KindInternalError  Kind = "internal-error"  // arm64 Internal error: …
+	KindOther          Kind = "other"           // recognised report of a rarer class
 )
 
 // Report is one crash report found in a log.
@@ -71,21 +71,21 @@ type Report struct {
 	// Source is the file:line of a BUG or WARNING.
 	Source string `json:"source,omitempty"`
 
-	IP        *Frame            `json:"ip"`                  // the faulting instruction (RIP/pc line)
-	CPU       *int              `json:"cpu,omitempty"`       // CPU number from the CPU: line
-	PID       *int              `json:"pid,omitempty"`       // PID from the CPU: line
-	Comm      string            `json:"comm,omitempty"`      // task name
-	Taint     string            `json:"taint,omitempty"`     // taint flags, e.g. "G OE" → "OE"; "" for "Not tainted"
-	Release   string            `json:"release,omitempty"`   // kernel release, e.g. 6.1.0-56-cloud-amd64
-	Build     string            `json:"build,omitempty"`     // build string after the release, e.g. "#1 SMP PREEMPT_DYNAMIC Debian 6.1.158-1"
-	Hardware  string            `json:"hardware,omitempty"`  // Hardware name: …
-	Arch      string            `json:"arch,omitempty"`      // "x86_64", "arm64" or "" when not known
-	Registers map[string]uint64 `json:"registers"`           // register dump of the faulting context
-	Code      *Code             `json:"code"`                // Code: bytes
-	Frames    []Frame           `json:"frames"`              // call trace in printed order
-	Sections  []Section         `json:"sections,omitempty"`  // <IRQ>, <TASK>, exception frames …
-	Modules   []string          `json:"modules,omitempty"`   // Modules linked in:
-	Panicked  bool              `json:"panicked"`            // the log went on to "Kernel panic - not syncing"
+	IP        *Frame            `json:"ip"`                 // the faulting instruction (RIP/pc line)
+	CPU       *int              `json:"cpu,omitempty"`      // CPU number from the CPU: line
+	PID       *int              `json:"pid,omitempty"`      // PID from the CPU: line
+	Comm      string            `json:"comm,omitempty"`     // task name
+	Taint     string            `json:"taint,omitempty"`    // taint flags, e.g. "G OE" → "OE"; "" for "Not tainted"
+	Release   string            `json:"release,omitempty"`  // kernel release, e.g. 6.1.0-56-cloud-amd64
+	Build     string            `json:"build,omitempty"`    // build string after the release, e.g. "#1 SMP PREEMPT_DYNAMIC Debian 6.1.158-1"
+	Hardware  string            `json:"hardware,omitempty"` // Hardware name: …
+	Arch      string            `json:"arch,omitempty"`     // "x86_64", "arm64" or "" when not known
+	Registers map[string]uint64 `json:"registers"`          // register dump of the faulting context
+	Code      *Code             `json:"code"`               // Code: bytes
+	Frames    []Frame           `json:"frames"`             // call trace in printed order
+	Sections  []Section         `json:"sections,omitempty"` // <IRQ>, <TASK>, exception frames …
+	Modules   []string          `json:"modules,omitempty"`  // Modules linked in:
+	Panicked  bool              `json:"panicked"`           // the log went on to "Kernel panic - not syncing"
 	PanicMsg  string            `json:"panic_message,omitempty"`
 
 	// Start and End are the byte span of the report in the input; Text is that span
@@ -101,18 +101,18 @@ type Frame struct {
 	Offset   uint64 `json:"offset,omitempty"`
 	Size     uint64 `json:"size,omitempty"`
 	Module   string `json:"module,omitempty"`
-	Addr     uint64 `json:"addr,omitempty"`     // address when printed ([<ffffffff…>] or pc : …)
-	Reliable bool   `json:"reliable"`           // false when printed with "?"
-	Section  string `json:"section,omitempty"`  // IRQ, TASK, NMI, SOFTIRQ, EXC … ("" outside sections)
-	Inline   bool   `json:"inline,omitempty"`   // "[inline]" frames of a symbolized report
-	File     string `json:"file,omitempty"`     // file:line when the report was already symbolized
-	Raw      string `json:"raw"`                // the line as printed, without log prefix
+	Addr     uint64 `json:"addr,omitempty"`    // address when printed ([<ffffffff…>] or pc : …)
+	Reliable bool   `json:"reliable"`          // false when printed with "?"
+	Section  string `json:"section,omitempty"` // IRQ, TASK, NMI, SOFTIRQ, EXC … ("" outside sections)
+	Inline   bool   `json:"inline,omitempty"`  // "[inline]" frames of a symbolized report
+	File     string `json:"file,omitempty"`    // file:line when the report was already symbolized
+	Raw      string `json:"raw"`               // the line as printed, without log prefix
 }
 
 // Section is a bounded part of a call trace: an <IRQ>/<NMI>/<TASK> block or an exception
 // frame with its own RIP and registers printed inside the trace.
 type Section struct {
-	Name       string            `json:"name"`       // IRQ, NMI, TASK, SOFTIRQ, EOI, EXC
+	Name       string            `json:"name"`        // IRQ, NMI, TASK, SOFTIRQ, EOI, EXC
 	FirstFrame int               `json:"first_frame"` // index into Frames
 	EndFrame   int               `json:"end_frame"`   // one past the last frame
 	IP         *Frame            `json:"ip,omitempty"`

@@ -1,0 +1,408 @@
+package oops
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"sync"
+)
+
+// Limits that bound the work and memory spent on one report, whatever the input.
+const (
+	maxReportLines = 4000    // lines scanned after a report's first line
+	maxReportBytes = 1 << 20 // bytes of report text kept
+	gapLines       = 12      // non-report lines that end a report without an end marker
+)
+
+var (
+	allNeedlesOnce sync.Once
+	allNeedles     *prefilter
+)
+
+func needles() *prefilter {
+	allNeedlesOnce.Do(func() {
+		var ns []string
+		for _, r := range recognizers {
+			ns = append(ns, r.header)
+		}
+		ns = append(ns, infoWithStack...)
+		allNeedles = newPrefilter(ns)
+	})
+	return allNeedles
+}
+
+// oopsLine is a line that starts (or continues) a report.
+type oopsLine struct {
+	pos, end int
+	rec      *recognizer // nil for infoWithStack lines
+	// starts is false for lines that never start a second report inside another one.
+	starts bool
+}
+
+// findOopsLines returns the report lines of text in order.
+func findOopsLines(text []byte) []oopsLine {
+	var out []oopsLine
+	for _, pos := range needles().lines(text) {
+		end := lineEnd(text, pos)
+		line := text[pos:end]
+		if rec := claim(line); rec != nil {
+			if truncatedByReplay(text, end) {
+				continue
+			}
+			out = append(out, oopsLine{pos: pos, end: end, rec: rec,
+				starts: !rec.continues && !matchAny(line, startIgnores)})
+			continue
+		}
+		for _, s := range infoWithStack {
+			if bytes.Contains(line, []byte(s)) {
+				out = append(out, oopsLine{pos: pos, end: end, starts: true})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// claim returns the first recognizer whose header is in line, or nil.
+func claim(line []byte) *recognizer {
+	for _, r := range recognizers {
+		if !bytes.Contains(line, []byte(r.header)) {
+			continue
+		}
+		if r.match != nil && !r.match.Match(line) {
+			continue
+		}
+		if matchAny(line, r.ignore) {
+			continue
+		}
+		return r
+	}
+	return nil
+}
+
+// truncatedByReplay reports whether the line after end says the console replayed an
+// earlier message, which cuts the report short (printk's "** replaying previous printk
+// message **").
+func truncatedByReplay(text []byte, end int) bool {
+	if end >= len(text) {
+		return false
+	}
+	next := text[end+1 : lineEnd(text, end+1)]
+	return bytes.Contains(next, []byte("** replaying previous printk message **"))
+}
+
+// reportText is a report's lines with console prefixes removed, as the title logic and
+// the field parser see them.
+type reportText struct {
+	lines    [][]byte // kept lines, stripped
+	linePos  []int    // start offset in text of each kept line
+	titleEnd int      // number of lines in the title region
+	spanEnd  int      // end offset in text of the report span
+	panicMsg string
+}
+
+// collect gathers the report starting at oops line idx, following the kernel's console
+// conventions: only lines of the same printk context count (all CPUs after "Sending
+// NMI"), questionable frames are dropped, a second report ends the title region, and a
+// panic after a long enough report is left out of it (panic_on_warn adds a second stack).
+func collect(text []byte, ols []oopsLine, idx int) *reportText {
+	start := ols[idx].pos
+	firstLine := text[start:ols[idx].end]
+	ctx, _ := lineContext(firstLine)
+	minLines := 22
+	if bytes.Contains(firstLine, []byte("BUG: KMSAN:")) {
+		minLines = 16 // KMSAN reports are short: no call-trace header
+	}
+	rt := &reportText{}
+	next := idx + 1
+	second := -1 // position of the next report start
+	skipText, cpuTraceback := false, false
+	textLines, size, gap := 0, 0, 0
+	spanDone := false
+	rt.spanEnd = ols[idx].end
+	for pos, n := start, 0; pos < len(text) && n < maxReportLines; n++ {
+		end := lineEnd(text, pos)
+		line := text[pos:end]
+		first := pos == start
+		isOops := false
+		for next < len(ols) && ols[next].pos < pos {
+			next++
+		}
+		if next < len(ols) && ols[next].pos == pos {
+			isOops = true
+			if !first && second < 0 && ols[next].starts {
+				second = pos
+				spanDone = true
+			}
+		}
+		lctx, _ := lineContext(line)
+		stripped, questionable := stripLine(line, lctx)
+		sameCtx := lctx == ctx || cpuTraceback && len(lctx) > 0 && lctx[0] == 'C'
+		if !spanDone {
+			switch {
+			case bytes.HasPrefix(stripped, []byte("---[ end Kernel panic")):
+				rt.spanEnd, spanDone = end, true
+			case isOops || questionable || reportish(stripped):
+				rt.spanEnd, gap = end, 0
+			default:
+				if gap++; gap >= gapLines {
+					spanDone = true
+				}
+			}
+			if rt.panicMsg == "" {
+				if _, msg, ok := bytes.Cut(stripped, []byte("Kernel panic - not syncing: ")); ok {
+					rt.panicMsg = string(bytes.TrimSpace(msg))
+				}
+			}
+		}
+		if !first && (questionable || !sameCtx) {
+			pos = end + 1
+			continue
+		}
+		textLines++
+		skipLine := skipText
+		switch {
+		case bytes.Contains(line, []byte("Disabling lock debugging due to kernel taint")):
+			skipLine = true
+		case bytes.Contains(line, []byte("Sending NMI from CPU")):
+			cpuTraceback = true
+		case (bytes.Contains(line, []byte("Kernel panic - not syncing")) ||
+			bytes.Contains(line, []byte("WARNING: possible circular locking dependency detected"))) && textLines > minLines:
+			skipText, skipLine = true, true
+		}
+		if !first && skipLine {
+			pos = end + 1
+			continue
+		}
+		if size < maxReportBytes {
+			rt.lines = append(rt.lines, stripped)
+			rt.linePos = append(rt.linePos, pos)
+			size += len(stripped) + 1
+			if second < 0 || ctx != ctxNone && ctx != ctxConsole {
+				rt.titleEnd = len(rt.lines)
+			}
+		}
+		pos = end + 1
+	}
+	return rt
+}
+
+// reportish tells lines that belong to a crash report from ordinary log messages, to
+// find where a report without an end marker stops.
+func reportish(s []byte) bool {
+	if len(s) == 0 {
+		return false
+	}
+	if s[0] == ' ' || s[0] == '\t' || s[0] == '<' || s[0] == '>' || s[0] == '=' || s[0] == '[' || s[0] == '#' || s[0] == '-' {
+		return true
+	}
+	// Register dumps: "RAX: …", "R10: …", "x29: …", "pc : …".
+	if i := bytes.IndexByte(s, ':'); i > 0 && i <= 6 {
+		allCaps := true
+		for _, c := range s[:i] {
+			if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ' ' || c >= 'a' && c <= 'z' && i <= 4) {
+				allCaps = false
+				break
+			}
+		}
+		if allCaps {
+			return true
+		}
+	}
+	for _, p := range reportishPrefixes {
+		if bytes.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return frameName(s) != nil
+}
+
+var reportishPrefixes = func() [][]byte {
+	var out [][]byte
+	for _, s := range []string{"Hardware name:", "Call Trace:", "Call trace:", "Modules linked in:", "Kernel Offset:",
+		"Kernel panic", "PGD ", "Oops", "Workqueue:", "Mem abort info:", "Data abort info:", "Internal error:",
+		"Memory state around", "The buggy address", "Allocated by task", "Freed by task", "Last potentially",
+		"Second to last", "page:", "page ", "flags:", "raw:", "Object ", "Redzone ", "Padding ", "Bytes b4", "Slab ",
+		"FIX ", "INFO:", "BUG", "WARNING", "Disabling lock debugging", "irq event stamp", "hardirqs", "softirqs",
+		"other info", "stack backtrace", "Possible unsafe", "*** DEADLOCK", "the existing dependency", "Chain exists",
+		"lock held", "locks held", "no locks held", "NMI backtrace", "Sending NMI", "rcu:", "task:", "Showing",
+		"Uninit was", "Local variable", "CPU:", "CPU ", "Read of size", "Write of size", "usercopy:", "list_add corruption",
+		"list_del corruption", "kernel BUG", "Unable to handle", "general protection", "KASAN:", "Fixing recursive fault",
+		"note:", "Rebooting in", "ESR", "EC ", "SET ", "FSC ", "ISV ", "CM ", "WnR", "user pgtable", "swapper pgtable",
+		"Code:", "RIP:", "invalid opcode", "Dumping ftrace", "Shutting down cpus", "Kernel stack", "CR2:", "caller is",
+		"preempt_count", "in_atomic", "watchdog:", "Unhandled fault", "refcount_t:", "PANIC:", "stack segment",
+		"divide error", "int3", "UBSAN", "KFENCE", "KMSAN", "KCSAN", "Backtrace", "Exception stack", "Stack:",
+		"Process ", "Register", "usb ", "ODEBUG", "unreferenced object", "comm ", "hex dump", "backtrace"} {
+		out = append(out, []byte(s))
+	}
+	return out
+}()
+
+// describe computes the title of a report the way syzkaller's pkg/report does, so
+// titles agree with the syzbot dashboard.
+func describe(rec *recognizer, output, full []byte, cache map[string]bool) (title, corrupted string, alts []string, fm *format) {
+	startPos := len(output)
+	matchedTitle := false
+	for i := range rec.formats {
+		f := &rec.formats[i]
+		match := f.title.FindSubmatchIndex(output)
+		if match == nil || match[0] > startPos {
+			continue
+		}
+		if match[0] == startPos && title != "" {
+			continue
+		}
+		if match[0] < startPos {
+			title, fm, startPos = "", nil, match[0]
+		}
+		matchedTitle = true
+		if f.report != nil {
+			if match = f.report.FindSubmatchIndex(output); match == nil {
+				continue
+			}
+		}
+		var args []any
+		for j := 2; j+1 < len(match); j += 2 {
+			if match[j] < 0 {
+				args = append(args, "")
+				continue
+			}
+			args = append(args, string(output[match[j]:match[j+1]]))
+		}
+		corrupted = ""
+		var frames []keyFrame
+		if f.stack != nil {
+			var ok bool
+			frames, ok = findFrames(f.stack, bytes.Split(output[match[0]:], []byte("\n")), cache)
+			if !ok {
+				corrupted = "no frames"
+			}
+		}
+		canon := append([]any{}, args...)
+		for _, fr := range frames {
+			canon = append(canon, fr.canonical)
+		}
+		title = fmt.Sprintf(f.fmt, canon...)
+		for _, a := range f.alt {
+			alts = append(alts, fmt.Sprintf(a, canon...))
+		}
+		// Titles with partly stripped syscall prefixes help match older reports.
+		for p := -1; p < len(syscallPrefixes); p++ {
+			list := append([]any{}, args...)
+			changed := p < 0
+			for _, fr := range frames {
+				s := fr.raw
+				if p >= 0 {
+					if t, ok := cutPrefix(s, syscallPrefixes[p]); ok {
+						s, changed = t, true
+					}
+				}
+				list = append(list, s)
+			}
+			if !changed {
+				continue
+			}
+			if t := fmt.Sprintf(f.fmt, list...); t != title {
+				alts = append(alts, t)
+			}
+			for _, a := range f.alt {
+				alts = append(alts, fmt.Sprintf(a, list...))
+			}
+		}
+		fm = f
+	}
+	alts = unique(alts)
+	if title == "" {
+		if matchedTitle {
+			corrupted = "matched title but not report regexp"
+		}
+		pos := bytes.Index(output, []byte(rec.header))
+		if pos < 0 {
+			return
+		}
+		end := bytes.IndexByte(output[pos:], '\n')
+		if end < 0 {
+			end = len(output) - pos
+		}
+		title = string(output[pos : pos+end])
+	}
+	if corrupted == "" && fm != nil && fm.corrupted {
+		corrupted = "report format is marked as corrupted"
+	}
+	return
+}
+
+func cutPrefix(s, p string) (string, bool) {
+	if len(s) >= len(p) && s[:len(p)] == p {
+		return s[len(p):], true
+	}
+	return s, false
+}
+
+func unique(ss []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+var timestampInTitle = regexp.MustCompile(`\[ *[0-9]+\.[0-9]+\]`)
+
+// checkCorrupted applies syzkaller's rules: a title with a timestamp in it is
+// interleaved; a report that announces a stack must show a frame soon after.
+func checkCorrupted(title string, report []byte, fm *format) string {
+	if timestampInTitle.MatchString(title) {
+		return "title matches corrupted regexp"
+	}
+	if fm == nil || fm.noStack {
+		return ""
+	}
+	hasStack := false
+	for _, key := range stackStarts {
+		loc := key.FindIndex(report)
+		if loc == nil {
+			continue
+		}
+		frames := bytes.Split(report[loc[0]:], []byte("\n"))
+		if len(frames) < 4 {
+			return "call trace is missed"
+		}
+		bad := true
+	scan:
+		for i := 1; i < 16 && i < len(frames); i++ {
+			for _, k := range stackStarts {
+				if k.Match(frames[i]) {
+					break scan
+				}
+			}
+			if bytes.Contains(frames[i], []byte("(stack is not available)")) || lineFrames(frames[i]) != nil {
+				hasStack, bad = true, false
+				break
+			}
+		}
+		if key != riscvStackStart && bad {
+			return "no frames in a stack trace"
+		}
+	}
+	if !hasStack {
+		return "no stack trace in report"
+	}
+	return ""
+}
+
+// titleType maps a title to syzkaller's bug class.
+func titleType(title string) string {
+	for _, t := range titleTypes {
+		for _, p := range t.prefixes {
+			if len(title) >= len(p) && title[:len(p)] == p {
+				return t.typ
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,359 @@
+package oops
+
+import (
+	"bytes"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var (
+	cpuLine       = regexp.MustCompile(`^CPU: ([0-9]+) (?:UID: [0-9]+ )?PID: ([0-9]+) Comm: (.*?) (Not tainted|Tainted: [A-Z ]*?) +([0-9]\S*)(?: +(.*))?$`)
+	faultAddrRes  = res(`address: ([0-9a-f]+)`, `at virtual address ([0-9a-f]+)`, `dereference at ([0-9a-f]+)`, `paging request at ([0-9a-f]+)`, `non-canonical address (0x[0-9a-f]+)`, `at addr ([0-9a-f]+)`)
+	errorCodeRes  = res(`^Oops: ([0-9a-f]+) \[#`, `: ([0-9a-f]{4}) \[#[0-9]+\]`, `#PF: error_code\((0x[0-9a-f]+)\)`, `Internal error: [^:]*: ([0-9a-f]+) \[#`)
+	kasanHint     = regexp.MustCompile(`KASAN: (?:null-ptr-deref|maybe wild-memory-access|probably user-memory-access|maybe user-memory-access|wild-memory-access) in range \[[^\]]*\]`)
+	sourceRes     = res(`kernel BUG at ([^!\s]+)!`, `WARNING: .* at {{SRC}} `, `WARNING: {{SRC}} at `)
+	lockupTask    = regexp.MustCompile(`CPU#([0-9]+) stuck for [0-9]+s! \[(.*):([0-9]+)\]`)
+	hungTaskRe    = regexp.MustCompile(`INFO: task (.*):([0-9]+) blocked`)
+	regPair       = regexp.MustCompile(`([A-Za-z][A-Za-z0-9_]{0,7}) ?: *([0-9a-f]{4,16})\b`)
+	ripLine       = regexp.MustCompile(`^(RIP|EIP|pc|NIP): ?(?:([0-9a-f]{4}):)?(.*)$`)
+	frameRe       = regexp.MustCompile(`^(?:\[<([0-9a-f]+)>\] )*(\? )?(?:\[<([0-9a-f]+)>\] )?([A-Za-z0-9_.$]+)\+0x([0-9a-f]+)/0x([0-9a-f]+)(?: \[([^\]\s]+)(?: [^\]]*)?\])?(?: (\S+:[0-9]+)( \[inline\])?)?`)
+	inlineFrameRe = regexp.MustCompile(`^([A-Za-z0-9_.]+) (\S+:[0-9]+)( \[inline\])?$`)
+	x86Regs       = map[string]bool{"RAX": true, "RBX": true, "RCX": true, "RDX": true, "RSI": true, "RDI": true, "RBP": true,
+		"RSP": true, "R08": true, "R09": true, "R10": true, "R11": true, "R12": true, "R13": true, "R14": true, "R15": true,
+		"FS": true, "GS": true, "knlGS": true, "CS": true, "DS": true, "ES": true, "CR0": true, "CR2": true, "CR3": true,
+		"CR4": true, "DR0": true, "DR1": true, "DR2": true, "DR3": true, "DR6": true, "DR7": true, "PKRU": true,
+		"EFLAGS": true, "ORIG_RAX": true, "EAX": true, "EBX": true, "ECX": true, "EDX": true, "ESI": true, "EDI": true,
+		"EBP": true, "ESP": true, "SS": true}
+)
+
+// registerOrder is the order registers print in (x86-64 show_regs, then arm64).
+var registerOrder = func() map[string]int {
+	m := map[string]int{}
+	names := strings.Fields(`RIP SS RSP EFLAGS ORIG_RAX RAX RBX RCX RDX RSI RDI RBP R08 R09 R10 R11 R12 R13 R14 R15
+		FS GS knlGS CS DS ES CR0 CR2 CR3 CR4 DR0 DR1 DR2 DR3 DR6 DR7 PKRU EIP EAX EBX ECX EDX ESI EDI EBP ESP
+		pc lr sp pstate`)
+	for i, n := range names {
+		m[n] = i
+	}
+	for i := 30; i >= 0; i-- {
+		m["x"+strconv.Itoa(i)] = len(names) + 30 - i
+	}
+	return m
+}()
+
+// RegisterOrder gives the position of a register name in the kernel's register dump, for
+// printing registers in the familiar order; unknown names sort last.
+func RegisterOrder(name string) int {
+	if v, ok := registerOrder[name]; ok {
+		return v
+	}
+	return 1000
+}
+
+func parseHex(s string) (uint64, bool) {
+	s = strings.TrimPrefix(s, "0x")
+	v, err := strconv.ParseUint(s, 16, 64)
+	return v, err == nil
+}
+
+// parseFrame parses "func+0x14/0x53 [mod]" (with optional "? " and addresses).
+func parseFrame(s string) (Frame, bool) {
+	s = strings.TrimSpace(s)
+	f := Frame{Raw: s, Reliable: true}
+	m := frameRe.FindStringSubmatch(s)
+	if m == nil {
+		if im := inlineFrameRe.FindStringSubmatch(s); im != nil {
+			return Frame{Raw: s, Func: im[1], File: im[2], Inline: im[3] != "", Reliable: true}, true
+		}
+		return f, false
+	}
+	if m[2] != "" || strings.HasPrefix(s, "? ") {
+		f.Reliable = false
+	}
+	for _, a := range []string{m[1], m[3]} {
+		if v, ok := parseHex(a); ok && a != "" {
+			f.Addr = v
+		}
+	}
+	f.Func = m[4]
+	f.Offset, _ = parseHex(m[5])
+	f.Size, _ = parseHex(m[6])
+	f.Module = m[7]
+	f.File = m[8]
+	f.Inline = m[9] != ""
+	return f, true
+}
+
+// parseIP parses the text after "RIP: 0010:" or "pc : ".
+func parseIP(s string) *Frame {
+	s = strings.TrimSpace(s)
+	// Old x86: "[<ffffffff81234567>]  [<ffffffff81234567>] foo+0x1/0x2"
+	for strings.HasPrefix(s, "[<") {
+		if i := strings.Index(s, ">]"); i > 0 {
+			s = strings.TrimSpace(s[i+2:])
+		} else {
+			break
+		}
+	}
+	if f, ok := parseFrame(s); ok {
+		return &f
+	}
+	f := &Frame{Raw: s, Reliable: true}
+	if v, ok := parseHex(strings.Fields(s + " ")[0]); ok {
+		f.Addr = v
+	}
+	return f
+}
+
+// parseCode parses a Code: line: x86 bytes with <xx> or (xxxx) marking the trap, or
+// arm64 32-bit words with (xxxxxxxx) marking it.
+func parseCode(s string) *Code {
+	c := &Code{Raw: s, Trap: -1}
+	if strings.HasPrefix(s, "Unable to access") || strings.HasPrefix(s, "Bad RIP") {
+		c.Unreadable = true
+		return c
+	}
+	for _, tok := range strings.Fields(s) {
+		marked := false
+		if len(tok) > 2 && (tok[0] == '<' && tok[len(tok)-1] == '>' || tok[0] == '(' && tok[len(tok)-1] == ')') {
+			tok, marked = tok[1:len(tok)-1], true
+		}
+		if strings.Trim(tok, "?") == "" {
+			c.Unreadable = true
+			continue
+		}
+		if len(tok)%2 != 0 || len(tok) > 8 {
+			return c
+		}
+		v, err := strconv.ParseUint(tok, 16, 64)
+		if err != nil {
+			return c
+		}
+		n := len(tok) / 2
+		if marked {
+			c.Trap, c.TrapLen = len(c.Bytes), n
+		}
+		if n == 4 { // arm64 words are printed as numbers: store little-endian
+			c.Bytes = append(c.Bytes, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
+		} else if n == 2 && marked {
+			// x86 "(0f 0b)" style marker is printed "(0f0b)"? The kernel prints bytes in order.
+			c.Bytes = append(c.Bytes, byte(v>>8), byte(v))
+		} else {
+			for i := n - 1; i >= 0; i-- {
+				c.Bytes = append(c.Bytes, byte(v>>(8*uint(i))))
+			}
+		}
+	}
+	return c
+}
+
+func isRegisterLine(s string) bool {
+	i := strings.IndexAny(s, ": ")
+	if i <= 0 {
+		return false
+	}
+	name := s[:i]
+	if x86Regs[name] {
+		return true
+	}
+	if strings.HasPrefix(s, "pstate: ") || strings.HasPrefix(s, "sp : ") || strings.HasPrefix(s, "lr : ") {
+		return true
+	}
+	if len(name) >= 2 && name[0] == 'x' {
+		if _, err := strconv.Atoi(name[1:]); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// addRegisters parses every "NAME: value" pair of a register-dump line into regs.
+func addRegisters(regs map[string]uint64, s string) {
+	if rest, ok := strings.CutPrefix(s, "RSP: "); ok && len(rest) > 5 && rest[4] == ':' {
+		if v, ok := parseHex(rest[:4]); ok {
+			regs["SS"] = v
+		}
+		s = "RSP: " + rest[5:]
+	}
+	for _, m := range regPair.FindAllStringSubmatch(s, -1) {
+		if v, ok := parseHex(m[2]); ok {
+			regs[m[1]] = v
+		}
+	}
+}
+
+// fill parses the structured fields of r from its lines (console prefixes removed).
+func fill(r *Report, lines []string) {
+	if len(lines) == 0 {
+		return
+	}
+	first := lines[0]
+	for _, rx := range faultAddrRes {
+		if m := rx.FindStringSubmatch(first); m != nil {
+			if v, ok := parseHex(m[1]); ok {
+				r.FaultAddress = &v
+			}
+			break
+		}
+	}
+	inTrace, ended := false, false
+	var sec *Section
+	secName := ""
+	var regs map[string]uint64 // registers being filled: the report's, or a section's
+	for i, s := range lines {
+		t := strings.TrimSpace(s)
+		switch {
+		case strings.HasPrefix(t, "---[ end trace"):
+			ended = true
+		case r.CPU == nil && cpuLine.MatchString(t):
+			m := cpuLine.FindStringSubmatch(t)
+			cpu, _ := strconv.Atoi(m[1])
+			pid, _ := strconv.Atoi(m[2])
+			r.CPU, r.PID, r.Comm = &cpu, &pid, m[3]
+			if strings.HasPrefix(m[4], "Tainted: ") {
+				r.Taint = strings.Join(strings.Fields(strings.TrimPrefix(m[4], "Tainted: ")), "")
+			}
+			r.Release, r.Build = m[5], strings.TrimSpace(m[6])
+		case strings.HasPrefix(t, "Hardware name: ") && r.Hardware == "":
+			r.Hardware = strings.TrimPrefix(t, "Hardware name: ")
+		case strings.HasPrefix(t, "Modules linked in:") && r.Modules == nil:
+			for _, mod := range strings.Fields(strings.TrimPrefix(t, "Modules linked in:")) {
+				if strings.HasPrefix(mod, "[") {
+					break
+				}
+				if j := strings.IndexByte(mod, '('); j > 0 {
+					mod = mod[:j]
+				}
+				r.Modules = append(r.Modules, mod)
+			}
+		case r.ErrorCode == nil && (strings.HasPrefix(t, "Oops: ") || strings.Contains(t, " [#") || strings.HasPrefix(t, "#PF: error_code")):
+			for _, rx := range errorCodeRes {
+				if m := rx.FindStringSubmatch(t); m != nil {
+					if v, ok := parseHex(m[1]); ok {
+						r.ErrorCode = &v
+					}
+					break
+				}
+			}
+		case r.AddressHint == "" && kasanHint.MatchString(t):
+			r.AddressHint = kasanHint.FindString(t)
+		case t == "Call Trace:" || t == "Call trace:" || t == "Backtrace:":
+			if !inTrace && len(r.Frames) == 0 && !ended {
+				inTrace = true
+				regs = nil
+			} else if inTrace {
+				inTrace = false
+				ended = true
+			}
+		case inTrace && len(t) > 2 && t[0] == '<' && t[len(t)-1] == '>':
+			name := strings.Trim(t, "<>/")
+			if strings.HasPrefix(t, "</") || name == "EOI" || name == "EOE" {
+				if name == "EOI" {
+					name = "IRQ"
+				}
+				if secName == name {
+					secName = ""
+				}
+				sec = nil
+			} else {
+				secName = name
+				r.Sections = append(r.Sections, Section{Name: name, FirstFrame: len(r.Frames), EndFrame: len(r.Frames)})
+				sec = &r.Sections[len(r.Sections)-1]
+			}
+		case ripLine.MatchString(t) && !strings.HasPrefix(t, "pc : ") || strings.HasPrefix(t, "pc : "):
+			m := ripLine.FindStringSubmatch(t)
+			var rest, seg string
+			if m != nil {
+				seg, rest = m[2], m[3]
+			} else {
+				rest = strings.TrimPrefix(t, "pc : ")
+			}
+			ip := parseIP(rest)
+			if !inTrace && r.IP == nil && !ended {
+				r.IP = ip
+				if r.Registers == nil {
+					r.Registers = map[string]uint64{}
+				}
+				regs = r.Registers
+				if strings.HasPrefix(t, "pc") {
+					r.Arch = "arm64"
+					if ip.Addr != 0 {
+						regs["pc"] = ip.Addr
+					}
+				} else {
+					r.Arch = "x86_64"
+					if t[0] == 'E' {
+						r.Arch = "i386"
+					}
+				}
+			} else if inTrace {
+				name := secName
+				if name == "" {
+					name = "EXC"
+				}
+				r.Sections = append(r.Sections, Section{Name: name, FirstFrame: len(r.Frames), EndFrame: len(r.Frames),
+					IP: ip, Registers: map[string]uint64{}, User: seg == "0033" || seg == "0023"})
+				sec = &r.Sections[len(r.Sections)-1]
+				regs = sec.Registers
+			} else {
+				regs = nil
+			}
+		case strings.HasPrefix(t, "Code: "):
+			if r.Code == nil && !inTrace && !ended {
+				r.Code = parseCode(strings.TrimPrefix(t, "Code: "))
+			}
+		case regs != nil && isRegisterLine(t):
+			addRegisters(regs, t)
+		case inTrace:
+			if i > 0 && isStackStart([]byte(t)) {
+				inTrace, ended = false, true
+				break
+			}
+			f, ok := parseFrame(t)
+			if !ok {
+				if t != "" && !strings.HasPrefix(t, "?") {
+					inTrace, ended = false, true
+				}
+				break
+			}
+			f.Section = secName
+			r.Frames = append(r.Frames, f)
+			if sec != nil {
+				sec.EndFrame = len(r.Frames)
+			}
+			for j := range r.Sections {
+				if r.Sections[j].Name == secName && r.Sections[j].EndFrame == len(r.Frames)-1 && &r.Sections[j] != sec {
+					r.Sections[j].EndFrame = len(r.Frames)
+				}
+			}
+		}
+		if r.Source == "" {
+			for _, rx := range sourceRes {
+				if m := rx.FindStringSubmatch(t); m != nil && i < 3 {
+					r.Source = m[1]
+					break
+				}
+			}
+		}
+	}
+	if r.CPU == nil {
+		if m := lockupTask.FindStringSubmatch(first); m != nil {
+			cpu, _ := strconv.Atoi(m[1])
+			pid, _ := strconv.Atoi(m[3])
+			r.CPU, r.Comm, r.PID = &cpu, m[2], &pid
+		} else if m := hungTaskRe.FindStringSubmatch(first); m != nil {
+			pid, _ := strconv.Atoi(m[2])
+			r.Comm, r.PID = m[1], &pid
+		}
+	}
+	if r.Registers != nil {
+		if v, ok := r.Registers["CR2"]; ok && r.FaultAddress == nil && (r.Kind == KindPageFault || r.Kind == KindNullDeref) {
+			r.FaultAddress = &v
+		}
+		if r.IP != nil && r.IP.Addr != 0 && r.Arch != "arm64" {
+			r.Registers["RIP"] = r.IP.Addr
+		}
+	}
+	_ = bytes.MinRead
+}
