@@ -13,12 +13,16 @@ import (
 )
 
 // corpusDir holds syzkaller's real console logs with their expected results
-// (Apache-2.0; see ../shared/corpus/README.md). KCRASH_CORPUS overrides it.
+// (Apache-2.0, testdata/syzkaller/LICENSE). KCRASH_CORPUS overrides it; the workplace's
+// shared corpus, when present, is preferred to the copy in testdata.
 func corpusDir() string {
 	if d := os.Getenv("KCRASH_CORPUS"); d != "" {
 		return d
 	}
-	return "../../../shared/corpus/syzkaller/report"
+	if _, err := os.Stat("../../../shared/corpus/syzkaller/report"); err == nil {
+		return "../../../shared/corpus/syzkaller/report"
+	}
+	return "testdata/syzkaller/report"
 }
 
 var verbose = flag.Bool("corpus.v", false, "print every corpus disagreement")

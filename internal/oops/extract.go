@@ -240,12 +240,13 @@ var reportishPrefixes = func() [][]byte {
 
 // describe computes the title of a report the way syzkaller's pkg/report does, so
 // titles agree with the syzbot dashboard.
-func describe(rec *recognizer, output, full []byte, cache map[string]bool) (title, corrupted string, alts []string, fm *format) {
+func describe(rec *recognizer, output, full []byte) (title, corrupted string, alts []string, fm *format) {
 	startPos := len(output)
 	matchedTitle := false
+	var lines [][]byte // output split into lines, on first use
 	for i := range rec.formats {
 		f := &rec.formats[i]
-		match := f.title.FindSubmatchIndex(output)
+		match := findTitle(f.title, output)
 		if match == nil || match[0] > startPos {
 			continue
 		}
@@ -273,7 +274,10 @@ func describe(rec *recognizer, output, full []byte, cache map[string]bool) (titl
 		var frames []keyFrame
 		if f.stack != nil {
 			var ok bool
-			frames, ok = findFrames(f.stack, bytes.Split(output[match[0]:], []byte("\n")), cache)
+			if lines == nil {
+				lines = bytes.Split(output, []byte("\n"))
+			}
+			frames, ok = findFrames(f.stack, linesFrom(output, lines, match[0]))
 			if !ok {
 				corrupted = "no frames"
 			}
@@ -332,6 +336,40 @@ func describe(rec *recognizer, output, full []byte, cache map[string]bool) (titl
 	return
 }
 
+// linesFrom returns the lines of output from offset at on (the first one cut at at),
+// given all lines of output.
+func linesFrom(output []byte, lines [][]byte, at int) [][]byte {
+	pos := 0
+	for i, l := range lines {
+		if at <= pos+len(l) {
+			out := make([][]byte, 0, len(lines)-i)
+			out = append(out, output[at:pos+len(l)])
+			return append(out, lines[i+1:]...)
+		}
+		pos += len(l) + 1
+	}
+	return nil
+}
+
+// findTitle is r.FindSubmatchIndex(output), started at the first occurrence of the
+// pattern's literal prefix: most formats of a family do not occur in a report at all,
+// and this skips the regexp engine (and its per-call setup) for them.
+func findTitle(r *regexp.Regexp, output []byte) []int {
+	at := 0
+	if prefix, _ := r.LiteralPrefix(); prefix != "" {
+		if at = bytes.Index(output, []byte(prefix)); at < 0 {
+			return nil
+		}
+	}
+	m := r.FindSubmatchIndex(output[at:])
+	for k := range m {
+		if m[k] >= 0 {
+			m[k] += at
+		}
+	}
+	return m
+}
+
 func cutPrefix(s, p string) (string, bool) {
 	if len(s) >= len(p) && s[:len(p)] == p {
 		return s[len(p):], true
@@ -351,6 +389,30 @@ func unique(ss []string) []string {
 	return out
 }
 
+// firstMatch returns the start of the first match of key in text, or -1. key matches
+// within one line and contains lit: only lines holding lit are tried.
+func firstMatch(key *regexp.Regexp, lit, text []byte) int {
+	for from := 0; from < len(text); {
+		i := bytes.Index(text[from:], lit)
+		if i < 0 {
+			return -1
+		}
+		at := from + i
+		ls := bytes.LastIndexByte(text[:at], '\n') // the newline before the line, or -1
+		le := lineEnd(text, at)
+		lo := max(ls, 0)
+		if m := key.FindIndex(text[lo:le]); m != nil {
+			return lo + m[0]
+		}
+		from = le
+	}
+	return -1
+}
+
+// stackStartLiterals[i] is a substring every match of stackStarts[i] contains.
+var stackStartLiterals = [][]byte{[]byte("Call "), []byte("Allocated:"), []byte("Allocated by task "), []byte("Freed:"),
+	[]byte("Freed by task "), []byte("backtrace"), []byte("Backtrace:"), []byte("Uninit was stored"), []byte("badaddr: ")}
+
 var timestampInTitle = regexp.MustCompile(`\[ *[0-9]+\.[0-9]+\]`)
 
 // checkCorrupted applies syzkaller's rules: a title with a timestamp in it is
@@ -363,12 +425,12 @@ func checkCorrupted(title string, report []byte, fm *format) string {
 		return ""
 	}
 	hasStack := false
-	for _, key := range stackStarts {
-		loc := key.FindIndex(report)
-		if loc == nil {
+	for ki, key := range stackStarts {
+		at := firstMatch(key, stackStartLiterals[ki], report)
+		if at < 0 {
 			continue
 		}
-		frames := bytes.Split(report[loc[0]:], []byte("\n"))
+		frames := bytes.Split(report[at:], []byte("\n"))
 		if len(frames) < 4 {
 			return "call trace is missed"
 		}

@@ -15,9 +15,7 @@ var (
 	sourceRes     = res(`kernel BUG at ([^!\s]+)!`, `WARNING: .* at {{SRC}} `, `WARNING: {{SRC}} at `)
 	lockupTask    = regexp.MustCompile(`CPU#([0-9]+) stuck for [0-9]+s! \[(.*):([0-9]+)\]`)
 	hungTaskRe    = regexp.MustCompile(`INFO: task (.*):([0-9]+) blocked`)
-	regPair       = regexp.MustCompile(`([A-Za-z][A-Za-z0-9_]{0,7}) ?: *([0-9a-f]{4,16})\b`)
 	ripLine       = regexp.MustCompile(`^(RIP|EIP|pc|NIP): ?(?:([0-9a-f]{4}):)?(.*)$`)
-	frameRe       = regexp.MustCompile(`^(?:\[<([0-9a-f]+)>\] )*(\? )?(?:\[<([0-9a-f]+)>\] )?([A-Za-z0-9_.$]+)\+0x([0-9a-f]+)/0x([0-9a-f]+)(?: \[([^\]\s]+)(?: [^\]]*)?\])?(?: (\S+:[0-9]+)( \[inline\])?)?`)
 	inlineFrameRe = regexp.MustCompile(`^([A-Za-z0-9_.]+) (\S+:[0-9]+)( \[inline\])?$`)
 	x86Regs       = map[string]bool{"RAX": true, "RBX": true, "RCX": true, "RDX": true, "RSI": true, "RDI": true, "RBP": true,
 		"RSP": true, "R08": true, "R09": true, "R10": true, "R11": true, "R12": true, "R13": true, "R14": true, "R15": true,
@@ -57,31 +55,89 @@ func parseHex(s string) (uint64, bool) {
 	return v, err == nil
 }
 
-// parseFrame parses "func+0x14/0x53 [mod]" (with optional "? " and addresses).
+func isHex(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func isSymbol(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isIdent(c) && c != '.' && c != '$' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseFrame parses a call-trace entry: "[<addr>] ? func+0x14/0x53 [mod]", optionally
+// symbolized ("func+0x14/0x53 net/core/dev.c:123", "func net/core/dev.c:123 [inline]").
 func parseFrame(s string) (Frame, bool) {
 	s = strings.TrimSpace(s)
 	f := Frame{Raw: s, Reliable: true}
-	m := frameRe.FindStringSubmatch(s)
-	if m == nil {
+	rest := s
+	for {
+		if r, ok := strings.CutPrefix(rest, "? "); ok {
+			f.Reliable, rest = false, r
+			continue
+		}
+		if strings.HasPrefix(rest, "[<") {
+			if j := strings.Index(rest, ">] "); j > 2 && isHex(rest[2:j]) {
+				f.Addr, _ = parseHex(rest[2:j])
+				rest = rest[j+3:]
+				continue
+			}
+		}
+		break
+	}
+	plus := strings.Index(rest, "+0x")
+	if plus <= 0 || !isSymbol(rest[:plus]) {
+		if !strings.Contains(s, ":") {
+			return f, false
+		}
 		if im := inlineFrameRe.FindStringSubmatch(s); im != nil {
 			return Frame{Raw: s, Func: im[1], File: im[2], Inline: im[3] != "", Reliable: true}, true
 		}
 		return f, false
 	}
-	if m[2] != "" || strings.HasPrefix(s, "? ") {
-		f.Reliable = false
+	f.Func = rest[:plus]
+	r := rest[plus+3:]
+	slash := strings.Index(r, "/0x")
+	if slash <= 0 || !isHex(r[:slash]) {
+		return Frame{Raw: s, Reliable: true}, false
 	}
-	for _, a := range []string{m[1], m[3]} {
-		if v, ok := parseHex(a); ok && a != "" {
-			f.Addr = v
+	f.Offset, _ = parseHex(r[:slash])
+	r = r[slash+3:]
+	k := 0
+	for k < len(r) && isHex(r[k:k+1]) {
+		k++
+	}
+	if k == 0 {
+		return Frame{Raw: s, Reliable: true}, false
+	}
+	f.Size, _ = parseHex(r[:k])
+	r = r[k:]
+	if strings.HasPrefix(r, " [") {
+		if end := strings.IndexByte(r, ']'); end > 2 {
+			if fs := strings.Fields(r[2:end]); len(fs) > 0 {
+				f.Module = fs[0]
+			}
+			r = r[end+1:]
 		}
 	}
-	f.Func = m[4]
-	f.Offset, _ = parseHex(m[5])
-	f.Size, _ = parseHex(m[6])
-	f.Module = m[7]
-	f.File = m[8]
-	f.Inline = m[9] != ""
+	if fs := strings.Fields(r); len(fs) > 0 && strings.Contains(fs[0], ":") {
+		f.File = fs[0]
+		f.Inline = len(fs) > 1 && fs[1] == "[inline]"
+	}
 	return f, true
 }
 
@@ -148,6 +204,11 @@ func parseCode(s string) *Code {
 	return c
 }
 
+func isIPLine(t string) bool {
+	return (strings.HasPrefix(t, "RIP:") || strings.HasPrefix(t, "EIP:") || strings.HasPrefix(t, "NIP:") ||
+		strings.HasPrefix(t, "pc : ") || strings.HasPrefix(t, "pc:")) && (ripLine.MatchString(t) || strings.HasPrefix(t, "pc : "))
+}
+
 func isRegisterLine(s string) bool {
 	i := strings.IndexAny(s, ": ")
 	if i <= 0 {
@@ -176,10 +237,33 @@ func addRegisters(regs map[string]uint64, s string) {
 		}
 		s = "RSP: " + rest[5:]
 	}
-	for _, m := range regPair.FindAllStringSubmatch(s, -1) {
-		if v, ok := parseHex(m[2]); ok {
-			regs[m[1]] = v
+	// "NAME: value" pairs, where NAME is a register name and value 4 to 16 hex digits
+	// (FS/GS print "value(selector)").
+	for i := 0; i < len(s); {
+		c := strings.IndexByte(s[i:], ':')
+		if c < 0 {
+			return
 		}
+		c += i
+		ns := c
+		for ns > i && s[ns-1] != ' ' {
+			ns--
+		}
+		name := strings.TrimSpace(s[ns:c])
+		v := c + 1
+		for v < len(s) && s[v] == ' ' {
+			v++
+		}
+		e := v
+		for e < len(s) && (s[e] >= '0' && s[e] <= '9' || s[e] >= 'a' && s[e] <= 'f') {
+			e++
+		}
+		if name != "" && e-v >= 4 && e-v <= 16 && (e == len(s) || s[e] == ' ' || s[e] == '(') {
+			if val, ok := parseHex(s[v:e]); ok {
+				regs[name] = val
+			}
+		}
+		i = max(e, c+1)
 	}
 }
 
@@ -205,8 +289,8 @@ func fill(r *Report, lines []string) {
 		t := strings.TrimSpace(s)
 		switch {
 		case strings.HasPrefix(t, "---[ end trace"):
-			ended = true
-		case r.CPU == nil && cpuLine.MatchString(t):
+			ended, inTrace, regs = true, false, nil
+		case r.CPU == nil && strings.HasPrefix(t, "CPU: ") && cpuLine.MatchString(t):
 			m := cpuLine.FindStringSubmatch(t)
 			cpu, _ := strconv.Atoi(m[1])
 			pid, _ := strconv.Atoi(m[2])
@@ -218,6 +302,9 @@ func fill(r *Report, lines []string) {
 		case strings.HasPrefix(t, "Hardware name: ") && r.Hardware == "":
 			r.Hardware = strings.TrimPrefix(t, "Hardware name: ")
 		case strings.HasPrefix(t, "Modules linked in:") && r.Modules == nil:
+			if inTrace {
+				inTrace, ended = false, true
+			}
 			for _, mod := range strings.Fields(strings.TrimPrefix(t, "Modules linked in:")) {
 				if strings.HasPrefix(mod, "[") {
 					break
@@ -236,7 +323,7 @@ func fill(r *Report, lines []string) {
 					break
 				}
 			}
-		case r.AddressHint == "" && kasanHint.MatchString(t):
+		case r.AddressHint == "" && strings.Contains(t, "KASAN: ") && kasanHint.MatchString(t):
 			r.AddressHint = kasanHint.FindString(t)
 		case t == "Call Trace:" || t == "Call trace:" || t == "Backtrace:":
 			if !inTrace && len(r.Frames) == 0 && !ended {
@@ -261,7 +348,7 @@ func fill(r *Report, lines []string) {
 				r.Sections = append(r.Sections, Section{Name: name, FirstFrame: len(r.Frames), EndFrame: len(r.Frames)})
 				sec = &r.Sections[len(r.Sections)-1]
 			}
-		case ripLine.MatchString(t) && !strings.HasPrefix(t, "pc : ") || strings.HasPrefix(t, "pc : "):
+		case isIPLine(t):
 			m := ripLine.FindStringSubmatch(t)
 			var rest, seg string
 			if m != nil {
@@ -288,11 +375,7 @@ func fill(r *Report, lines []string) {
 					}
 				}
 			} else if inTrace {
-				name := secName
-				if name == "" {
-					name = "EXC"
-				}
-				r.Sections = append(r.Sections, Section{Name: name, FirstFrame: len(r.Frames), EndFrame: len(r.Frames),
+				r.Sections = append(r.Sections, Section{Name: "EXC", FirstFrame: len(r.Frames), EndFrame: len(r.Frames),
 					IP: ip, Registers: map[string]uint64{}, User: seg == "0033" || seg == "0023"})
 				sec = &r.Sections[len(r.Sections)-1]
 				regs = sec.Registers
@@ -328,9 +411,9 @@ func fill(r *Report, lines []string) {
 				}
 			}
 		}
-		if r.Source == "" {
+		if r.Source == "" && i < 3 {
 			for _, rx := range sourceRes {
-				if m := rx.FindStringSubmatch(t); m != nil && i < 3 {
+				if m := rx.FindStringSubmatch(t); m != nil {
 					r.Source = m[1]
 					break
 				}

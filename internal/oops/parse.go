@@ -19,14 +19,13 @@ func Parse(log []byte) []*Report {
 	if len(ols) == 0 {
 		return nil
 	}
-	cache := map[string]bool{}
 	var reports []*Report
 	spanEnd := -1
 	for i, ol := range ols {
 		if ol.rec == nil || ol.pos <= spanEnd {
 			continue
 		}
-		r := build(text, ols, i, cache)
+		r := build(text, ols, i)
 		if r == nil {
 			continue
 		}
@@ -51,16 +50,16 @@ func Detect(log []byte) bool {
 
 var vmDisconnected = []byte("serialport: VM disconnected.")
 
-func build(text []byte, ols []oopsLine, idx int, cache map[string]bool) *Report {
+func build(text []byte, ols []oopsLine, idx int) *Report {
 	ol := ols[idx]
 	rt := collect(text, ols, idx)
 	full := joinLines(rt.lines)
 	titleText := joinLines(rt.lines[:rt.titleEnd])
-	title, corrupted, alts, fm := describe(ol.rec, titleText, full, cache)
+	title, corrupted, alts, fm := describe(ol.rec, titleText, full)
 	if title == "" {
 		// The filtered text lost the header (another context): use the raw span.
 		raw := text[ol.pos:rt.spanEnd]
-		title, corrupted, alts, fm = describe(ol.rec, raw, raw, cache)
+		title, corrupted, alts, fm = describe(ol.rec, raw, raw)
 		if title == "" {
 			title = string(bytes.TrimSpace(text[ol.pos:ol.end]))
 		}

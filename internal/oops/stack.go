@@ -2,6 +2,7 @@ package oops
 
 import (
 	"bytes"
+	"sync/atomic"
 
 	"github.com/ianlancetaylor/demangle"
 	"regexp"
@@ -82,12 +83,19 @@ func lineFrames(line []byte) [][]byte {
 	return nil
 }
 
-// skipper decides whether a frame name is passed over when naming a bug.
+// skipper decides whether a frame name is passed over when naming a bug. Literal
+// patterns are checked as substrings and the rest as one regexp; answers are cached
+// process-wide (bounded), since the same frame names recur in every report.
 type skipper struct {
-	once sync.Once
-	spec *stackSpec
-	re   *regexp.Regexp
+	once     sync.Once
+	spec     *stackSpec
+	literals []string
+	re       *regexp.Regexp
+	cache    sync.Map // name → bool
+	cached   atomic.Int64
 }
+
+const maxSkipCache = 1 << 16
 
 var skippers sync.Map // *stackSpec → *skipper
 
@@ -95,23 +103,62 @@ func skipperFor(s *stackSpec) *skipper {
 	if v, ok := skippers.Load(s); ok {
 		return v.(*skipper)
 	}
-	sk := &skipper{spec: s}
-	v, _ := skippers.LoadOrStore(s, sk)
+	v, _ := skippers.LoadOrStore(s, &skipper{spec: s})
 	return v.(*skipper)
 }
 
-func (sk *skipper) skip(name string, cache map[string]bool) bool {
+func (sk *skipper) skip(name string) bool {
 	sk.once.Do(func() {
-		all := append(append([]string{}, skipFrames...), sk.spec.skip...)
-		sk.re = regexp.MustCompile(strings.Join(all, "|"))
+		var rest []string
+		for _, p := range append(append([]string{}, skipFrames...), sk.spec.skip...) {
+			if regexp.QuoteMeta(p) == p {
+				sk.literals = append(sk.literals, p)
+			} else {
+				rest = append(rest, p)
+			}
+		}
+		if len(rest) > 0 {
+			sk.re = regexp.MustCompile(strings.Join(rest, "|"))
+		}
 	})
-	key := name
-	if v, ok := cache[key]; ok {
-		return v
+	if v, ok := sk.cache.Load(name); ok {
+		return v.(bool)
 	}
-	v := sk.re.MatchString(name)
-	cache[key] = v
+	v := false
+	for _, l := range sk.literals {
+		if strings.Contains(name, l) {
+			v = true
+			break
+		}
+	}
+	if !v && sk.re != nil {
+		v = sk.re.MatchString(name)
+	}
+	if sk.cached.Load() < maxSkipCache {
+		sk.cached.Add(1)
+		sk.cache.Store(name, v)
+	}
 	return v
+}
+
+// partMatch matches a stack part against a line, rejecting most lines by a literal check
+// before running the regexp.
+func partMatch(part *regexp.Regexp, line []byte) [][]byte {
+	switch part {
+	case ripFrame:
+		if !bytes.Contains(line, []byte("IP")) && !bytes.Contains(line, []byte("pc ")) && !bytes.Contains(line, []byte("PC is at")) {
+			return nil
+		}
+	case callTrace:
+		if !bytes.Contains(line, []byte("race:")) {
+			return nil
+		}
+	default:
+		if p, _ := part.LiteralPrefix(); p != "" && !bytes.Contains(line, []byte(p)) {
+			return nil
+		}
+	}
+	return part.FindSubmatch(line)
 }
 
 type keyFrame struct {
@@ -133,19 +180,19 @@ func stripPrefixes(name string) string {
 // findFrames walks the report lines following spec and returns the key frame of each
 // stack it read; ok is false when a stack yielded no usable frame or a fault-injection
 // stack was interleaved.
-func findFrames(spec *stackSpec, lines [][]byte, cache map[string]bool) ([]keyFrame, bool) {
+func findFrames(spec *stackSpec, lines [][]byte) ([]keyFrame, bool) {
 	sk := skipperFor(spec)
-	frames, ok := walkParts(spec, spec.parts, lines, sk, cache)
+	frames, ok := walkParts(spec, spec.parts, lines, sk)
 	for _, alt := range spec.fallbacks {
 		if ok {
 			break
 		}
-		frames, ok = walkParts(spec, alt, lines, sk, cache)
+		frames, ok = walkParts(spec, alt, lines, sk)
 	}
 	return frames, ok
 }
 
-func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skipper, cache map[string]bool) ([]keyFrame, bool) {
+func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skipper) ([]keyFrame, bool) {
 	var raw []string
 	var out []keyFrame
 	ok := true
@@ -157,7 +204,7 @@ func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skip
 			}
 			// Rust (v0 and legacy) and C++ symbols are named demangled, without parameters.
 			s := demangle.Filter(string(n), demangle.NoParams)
-			if !sk.skip(s, cache) {
+			if !sk.skip(s) {
 				raw = append(raw, s)
 			}
 		}
@@ -182,11 +229,11 @@ func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skip
 			for len(lines) > 0 {
 				ln := lines[0]
 				lines = lines[1:]
-				if matchAny(ln, corruptedFrameLines) {
+				if corruptedFrameLine(ln) {
 					ok = false
 					break
 				}
-				if m := part.FindSubmatch(ln); m != nil {
+				if m := partMatch(part, ln); m != nil {
 					add(m[1:])
 					break
 				}
@@ -198,7 +245,7 @@ func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skip
 		for len(lines) > 0 {
 			ln := lines[0]
 			lines = lines[1:]
-			if matchAny(ln, corruptedFrameLines) {
+			if corruptedFrameLine(ln) {
 				ok = false
 				break
 			}
@@ -206,7 +253,7 @@ func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skip
 				break
 			}
 			if pi+1 < len(parts) {
-				if m := parts[pi+1].FindSubmatch(ln); m != nil {
+				if m := partMatch(parts[pi+1], ln); m != nil {
 					add(m[1:])
 					pi++
 					break trace
@@ -221,11 +268,12 @@ func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skip
 // isStackStart reports whether a line starts a (new) stack trace. The literal checks
 // keep the regexps off the hot path.
 func isStackStart(ln []byte) bool {
-	if !bytes.Contains(ln, []byte("race")) && !bytes.Contains(ln, []byte("ed")) &&
-		!bytes.Contains(ln, []byte("acktrace")) && !bytes.Contains(ln, []byte("status: ")) {
-		return false
+	for i, lit := range stackStartLiterals {
+		if bytes.Contains(ln, lit) && stackStarts[i].Match(ln) {
+			return true
+		}
 	}
-	return matchAny(ln, stackStarts)
+	return false
 }
 
 func pickFrame(spec *stackSpec, raw []string) keyFrame {
@@ -264,11 +312,31 @@ var stallAnchors = res("process_one_work", "do_syscall_", "do_fast_syscall_", "s
 	"__do_fault", "do_page_fault", "^page_fault$", "__fput", "task_work_run", "exit_to_usermode",
 	"smp_call_function", "tasklet_action", "tasklet_hi_action")
 
+func corruptedFrameLine(ln []byte) bool {
+	return bytes.Contains(ln, []byte("should_fail")) && matchAny(ln, corruptedFrameLines)
+}
+
+var (
+	anchorCache  sync.Map // frame name → bool
+	anchorCached atomic.Int64
+)
+
+func isStallAnchor(f string) bool {
+	if v, ok := anchorCache.Load(f); ok {
+		return v.(bool)
+	}
+	v := matchAny([]byte(f), stallAnchors)
+	if anchorCached.Add(1) < maxSkipCache {
+		anchorCache.Store(f, v)
+	}
+	return v
+}
+
 // stallFrame picks the frame above the first dispatch anchor.
 func stallFrame(frames []string) (string, int) {
 	prev, prevIdx := frames[0], 0
 	for i, f := range frames {
-		if matchAny([]byte(f), stallAnchors) {
+		if isStallAnchor(f) {
 			if strings.Contains(f, "smp_call_function") {
 				return "smp_call_function", i
 			}
