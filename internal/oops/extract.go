@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 )
 
@@ -135,8 +136,8 @@ func collect(text []byte, ols []oopsLine, idx int) *reportText {
 				spanDone = true
 			}
 		}
-		lctx, _ := lineContext(line)
-		stripped, questionable := stripLine(line, lctx)
+		lctx, pn := lineContext(line)
+		stripped, questionable := stripLine(line, lctx, pn)
 		sameCtx := lctx == ctx || cpuTraceback && len(lctx) > 0 && lctx[0] == 'C'
 		if !spanDone {
 			switch {
@@ -244,9 +245,10 @@ func describe(rec *recognizer, output, full []byte) (title, corrupted string, al
 	startPos := len(output)
 	matchedTitle := false
 	var lines [][]byte // output split into lines, on first use
+	hdr := headerLines(output, rec.header)
 	for i := range rec.formats {
 		f := &rec.formats[i]
-		match := findTitle(f.title, output)
+		match := findTitleIn(f.title, output, rec.header, hdr)
 		if match == nil || match[0] > startPos {
 			continue
 		}
@@ -351,20 +353,100 @@ func linesFrom(output []byte, lines [][]byte, at int) [][]byte {
 	return nil
 }
 
-// findTitle is r.FindSubmatchIndex(output), started at the first occurrence of the
-// pattern's literal prefix: most formats of a family do not occur in a report at all,
-// and this skips the regexp engine (and its per-call setup) for them.
+// titleScan caches, per title regexp, its literal prefix and whether it can only match
+// within one line (no newline, \s, anchors or TASK macro in its source).
+type titleScan struct {
+	prefix     []byte
+	singleLine bool
+}
+
+var titleScans sync.Map // *regexp.Regexp → titleScan
+
+func scanOf(r *regexp.Regexp) titleScan {
+	if v, ok := titleScans.Load(r); ok {
+		return v.(titleScan)
+	}
+	p, _ := r.LiteralPrefix()
+	src := r.String()
+	ts := titleScan{prefix: []byte(p),
+		singleLine: p != "" && !strings.ContainsAny(src, "^$") && !strings.Contains(src, `\n`) &&
+			!strings.Contains(src, `\s`) && !strings.Contains(src, "space")}
+	titleScans.Store(r, ts)
+	return ts
+}
+
+// headerLines returns the [start, end) ranges of the lines of output holding header.
+func headerLines(output []byte, header string) [][2]int {
+	var out [][2]int
+	h := []byte(header)
+	for from := 0; from < len(output); {
+		i := bytes.Index(output[from:], h)
+		if i < 0 {
+			break
+		}
+		at := from + i
+		ls := bytes.LastIndexByte(output[:at], '\n') + 1
+		le := lineEnd(output, at)
+		out = append(out, [2]int{ls, le})
+		from = le + 1
+	}
+	return out
+}
+
+// findTitleIn is findTitle for a pattern whose literal prefix contains the family
+// header: a one-line match can only be on a line holding the header.
+func findTitleIn(r *regexp.Regexp, output []byte, header string, hdr [][2]int) []int {
+	ts := scanOf(r)
+	if !ts.singleLine || !bytes.Contains(ts.prefix, []byte(header)) {
+		return findTitle(r, output)
+	}
+	for _, l := range hdr {
+		line := output[l[0]:l[1]]
+		if !bytes.Contains(line, ts.prefix) {
+			continue
+		}
+		if m := r.FindSubmatchIndex(line); m != nil {
+			return shift(m, l[0])
+		}
+	}
+	return nil
+}
+
+// findTitle is r.FindSubmatchIndex(output), made cheap: the regexp only runs where its
+// literal prefix occurs, and for one-line patterns only on the lines holding it.
 func findTitle(r *regexp.Regexp, output []byte) []int {
+	ts := scanOf(r)
 	at := 0
-	if prefix, _ := r.LiteralPrefix(); prefix != "" {
-		if at = bytes.Index(output, []byte(prefix)); at < 0 {
+	if len(ts.prefix) > 0 {
+		if at = bytes.Index(output, ts.prefix); at < 0 {
 			return nil
 		}
 	}
-	m := r.FindSubmatchIndex(output[at:])
+	if !ts.singleLine {
+		return shift(r.FindSubmatchIndex(output[at:]), at)
+	}
+	for at >= 0 {
+		ls := bytes.LastIndexByte(output[:at], '\n') + 1
+		le := lineEnd(output, at)
+		if m := r.FindSubmatchIndex(output[ls:le]); m != nil {
+			return shift(m, ls)
+		}
+		if le >= len(output) {
+			return nil
+		}
+		next := bytes.Index(output[le:], ts.prefix)
+		if next < 0 {
+			return nil
+		}
+		at = le + next
+	}
+	return nil
+}
+
+func shift(m []int, by int) []int {
 	for k := range m {
 		if m[k] >= 0 {
-			m[k] += at
+			m[k] += by
 		}
 	}
 	return m

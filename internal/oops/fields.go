@@ -204,6 +204,15 @@ func parseCode(s string) *Code {
 	return c
 }
 
+func isStackStartString(t string) bool {
+	for i, lit := range stackStartLiterals {
+		if strings.Contains(t, string(lit)) && stackStarts[i].MatchString(t) {
+			return true
+		}
+	}
+	return false
+}
+
 func isIPLine(t string) bool {
 	return (strings.HasPrefix(t, "RIP:") || strings.HasPrefix(t, "EIP:") || strings.HasPrefix(t, "NIP:") ||
 		strings.HasPrefix(t, "pc : ") || strings.HasPrefix(t, "pc:")) && (ripLine.MatchString(t) || strings.HasPrefix(t, "pc : "))
@@ -389,7 +398,7 @@ func fill(r *Report, lines []string) {
 		case regs != nil && isRegisterLine(t):
 			addRegisters(regs, t)
 		case inTrace:
-			if i > 0 && isStackStart([]byte(t)) {
+			if i > 0 && isStackStartString(t) {
 				inTrace, ended = false, true
 				break
 			}

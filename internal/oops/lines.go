@@ -101,22 +101,19 @@ func contextAt(line []byte, i int) (string, int) {
 	return ctx, j + 1
 }
 
-// stripLine removes the console prefix of a line of the given context and reports
-// whether the line is a questionable ("?") frame, which titles never use.
-func stripLine(line []byte, ctx string) ([]byte, bool) {
+// stripLine removes the console prefix (n bytes, from lineContext) of a line of the
+// given context and reports whether the line is a questionable ("?") frame, which titles
+// never use.
+func stripLine(line []byte, ctx string, n int) ([]byte, bool) {
 	if ctx == ctxNone {
 		return line, false
 	}
-	if i := bytes.Index(line, []byte("] ")); i >= 0 {
-		line = line[i+2:]
+	line = line[n:]
+	if i := bytes.Index(line, []byte(" ? ")); i >= 0 && !bytes.Contains(line, []byte("<EOI>")) {
+		return line[i+2:], true
 	}
-	if !bytes.Contains(line, []byte("<EOI>")) {
-		if i := bytes.Index(line, []byte(" ? ")); i >= 0 {
-			return line[i+2:], true
-		}
-		if bytes.HasSuffix(line, []byte(" (unreliable)")) { // powerpc
-			return line[:len(line)-len(" (unreliable)")], true
-		}
+	if bytes.HasSuffix(line, []byte(" (unreliable)")) && !bytes.Contains(line, []byte("<EOI>")) { // powerpc
+		return line[:len(line)-len(" (unreliable)")], true
 	}
 	return line, false
 }

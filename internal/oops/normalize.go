@@ -53,6 +53,9 @@ func sniff(log []byte) (ext, syslog bool) {
 			continue
 		}
 		n++
+		if line[0] == '[' || line[0] == '<' {
+			continue // console text
+		}
 		if extHeader.Match(line) {
 			e++
 		} else if syslogPrefix.Match(line) {

@@ -54,7 +54,11 @@ func build(text []byte, ols []oopsLine, idx int) *Report {
 	ol := ols[idx]
 	rt := collect(text, ols, idx)
 	full := joinLines(rt.lines)
-	titleText := joinLines(rt.lines[:rt.titleEnd])
+	titleLen := 0
+	for _, l := range rt.lines[:rt.titleEnd] {
+		titleLen += len(l) + 1
+	}
+	titleText := full[:titleLen]
 	title, corrupted, alts, fm := describe(ol.rec, titleText, full)
 	if title == "" {
 		// The filtered text lost the header (another context): use the raw span.
@@ -114,21 +118,22 @@ func build(text []byte, ols []oopsLine, idx int) *Report {
 // spanLines returns the lines of text[start:end] of the first line's printk context, with
 // console prefixes removed and questionable frames kept (marked "? ").
 func spanLines(text []byte, start, end int) []string {
+	end = min(end, len(text))
+	span := string(text[start:end]) // one allocation; lines are substrings of it
 	var out []string
 	ctx, _ := lineContext(text[start:lineEnd(text, start)])
 	cpuTraceback := false
 	for pos := start; pos <= end && pos < len(text); {
-		e := lineEnd(text, pos)
+		e := min(lineEnd(text, pos), end)
 		line := text[pos:e]
-		pos = e + 1
 		lctx, n := lineContext(line)
-		if len(out) > 0 && lctx != ctx && !(cpuTraceback && len(lctx) > 0 && lctx[0] == 'C') {
-			continue
+		if len(out) == 0 || lctx == ctx || cpuTraceback && len(lctx) > 0 && lctx[0] == 'C' {
+			if bytes.Contains(line, []byte("Sending NMI from CPU")) {
+				cpuTraceback = true
+			}
+			out = append(out, span[pos-start+n:e-start])
 		}
-		if bytes.Contains(line, []byte("Sending NMI from CPU")) {
-			cpuTraceback = true
-		}
-		out = append(out, string(line[n:]))
+		pos = e + 1
 	}
 	return out
 }

@@ -153,8 +153,13 @@ func partMatch(part *regexp.Regexp, line []byte) [][]byte {
 		if !bytes.Contains(line, []byte("race:")) {
 			return nil
 		}
+	case warnFrame:
+		if !bytes.Contains(line, []byte("IP")) && !bytes.Contains(line, []byte("pc ")) &&
+			!bytes.Contains(line, []byte("PC is at")) && !bytes.Contains(line, []byte("--- interrupt: ")) {
+			return nil
+		}
 	default:
-		if p, _ := part.LiteralPrefix(); p != "" && !bytes.Contains(line, []byte(p)) {
+		if p := scanOf(part).prefix; len(p) > 0 && !bytes.Contains(line, p) {
 			return nil
 		}
 	}
@@ -203,7 +208,10 @@ func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skip
 				continue
 			}
 			// Rust (v0 and legacy) and C++ symbols are named demangled, without parameters.
-			s := demangle.Filter(string(n), demangle.NoParams)
+			s := string(n)
+			if len(n) > 2 && n[0] == '_' && (n[1] == 'Z' || n[1] == 'R') {
+				s = demangle.Filter(s, demangle.NoParams)
+			}
 			if !sk.skip(s) {
 				raw = append(raw, s)
 			}
@@ -249,7 +257,8 @@ func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skip
 				ok = false
 				break
 			}
-			if isStackStart(ln) {
+			names := lineFrames(ln)
+			if names == nil && isStackStart(ln) {
 				break
 			}
 			if pi+1 < len(parts) {
@@ -259,7 +268,7 @@ func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skip
 					break trace
 				}
 			}
-			add(lineFrames(ln))
+			add(names)
 		}
 	}
 	return out, ok

@@ -63,6 +63,7 @@ var traceMarker = regexp.MustCompile(`\A\z trace marker`)
 var (
 	ripFrame  = re(`(?:IP|NIP|pc |PC is at):? (?:(?:[0-9]+:)?(?:{{PC}} +){0,2}{{FUNC}}|(?:[0-9]+:)?0x[0-9a-f]+|(?:[0-9]+:)?{{PC}} +\[< *\(null\)>\] +\(null\)|[0-9]+: +\(null\))`)
 	callTrace = re(`(?:Call (?:T|t)race:)|(?:Backtrace:)`)
+	warnFrame = re(`(?:` + ripFrame.String() + `|--- interrupt: [0-9]+ at {{FUNC}})`)
 )
 
 func stack(parts ...*regexp.Regexp) *stackSpec { return &stackSpec{parts: parts} }
@@ -85,7 +86,7 @@ func traceOnly() *stackSpec { return stack(callTrace, traceMarker) }
 // warningStack: newer x86 kernels trap into the WARN and print RIP then the trace;
 // older ones and other arches print just the trace.
 func warningStack(skip ...string) *stackSpec {
-	s := stack(re(`(?:`+ripFrame.String()+`|--- interrupt: [0-9]+ at {{FUNC}})`), traceMarker)
+	s := stack(warnFrame, traceMarker)
 	s.fallbacks = [][]*regexp.Regexp{{callTrace, traceMarker}}
 	s.skip = skip
 	return s
