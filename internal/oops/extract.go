@@ -95,9 +95,8 @@ func truncatedByReplay(text []byte, end int) bool {
 // reportText is a report's lines with console prefixes removed, as the title logic and
 // the field parser see them.
 type reportText struct {
-	lines    [][]byte // kept lines, stripped
-	linePos  []int    // start offset in text of each kept line
-	titleEnd int      // number of lines in the title region
+	full     []byte // kept lines, stripped, each ending in '\n'
+	titleLen int    // bytes of full in the title region
 	spanEnd  int      // end offset in text of the report span
 	panicMsg string
 }
@@ -118,7 +117,8 @@ func collect(text []byte, ols []oopsLine, idx int) *reportText {
 	next := idx + 1
 	second := -1 // position of the next report start
 	skipText, cpuTraceback := false, false
-	textLines, size, gap := 0, 0, 0
+	textLines, gap := 0, 0
+	rt.full = make([]byte, 0, 8<<10)
 	spanDone := false
 	rt.spanEnd = ols[idx].end
 	for pos, n := start, 0; pos < len(text) && n < maxReportLines; n++ {
@@ -175,12 +175,11 @@ func collect(text []byte, ols []oopsLine, idx int) *reportText {
 			pos = end + 1
 			continue
 		}
-		if size < maxReportBytes {
-			rt.lines = append(rt.lines, stripped)
-			rt.linePos = append(rt.linePos, pos)
-			size += len(stripped) + 1
+		if len(rt.full) < maxReportBytes {
+			rt.full = append(rt.full, stripped...)
+			rt.full = append(rt.full, '\n')
 			if second < 0 || ctx != ctxNone && ctx != ctxConsole {
-				rt.titleEnd = len(rt.lines)
+				rt.titleLen = len(rt.full)
 			}
 		}
 		pos = end + 1
@@ -244,7 +243,6 @@ var reportishPrefixes = func() [][]byte {
 func describe(rec *recognizer, output, full []byte) (title, corrupted string, alts []string, fm *format) {
 	startPos := len(output)
 	matchedTitle := false
-	var lines [][]byte // output split into lines, on first use
 	hdr := headerLines(output, rec.header)
 	for i := range rec.formats {
 		f := &rec.formats[i]
@@ -276,10 +274,7 @@ func describe(rec *recognizer, output, full []byte) (title, corrupted string, al
 		var frames []keyFrame
 		if f.stack != nil {
 			var ok bool
-			if lines == nil {
-				lines = bytes.Split(output, []byte("\n"))
-			}
-			frames, ok = findFrames(f.stack, linesFrom(output, lines, match[0]))
+			frames, ok = findFrames(f.stack, output[match[0]:])
 			if !ok {
 				corrupted = "no frames"
 			}
@@ -336,21 +331,6 @@ func describe(rec *recognizer, output, full []byte) (title, corrupted string, al
 		corrupted = "report format is marked as corrupted"
 	}
 	return
-}
-
-// linesFrom returns the lines of output from offset at on (the first one cut at at),
-// given all lines of output.
-func linesFrom(output []byte, lines [][]byte, at int) [][]byte {
-	pos := 0
-	for i, l := range lines {
-		if at <= pos+len(l) {
-			out := make([][]byte, 0, len(lines)-i)
-			out = append(out, output[at:pos+len(l)])
-			return append(out, lines[i+1:]...)
-		}
-		pos += len(l) + 1
-	}
-	return nil
 }
 
 // titleScan caches, per title regexp, its literal prefix and whether it can only match

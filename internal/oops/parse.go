@@ -53,12 +53,8 @@ var vmDisconnected = []byte("serialport: VM disconnected.")
 func build(text []byte, ols []oopsLine, idx int) *Report {
 	ol := ols[idx]
 	rt := collect(text, ols, idx)
-	full := joinLines(rt.lines)
-	titleLen := 0
-	for _, l := range rt.lines[:rt.titleEnd] {
-		titleLen += len(l) + 1
-	}
-	titleText := full[:titleLen]
+	full := rt.full
+	titleText := full[:rt.titleLen]
 	title, corrupted, alts, fm := describe(ol.rec, titleText, full)
 	if title == "" {
 		// The filtered text lost the header (another context): use the raw span.
@@ -157,15 +153,3 @@ func refineKind(r *Report, lines []string) {
 	}
 }
 
-func joinLines(lines [][]byte) []byte {
-	n := 0
-	for _, l := range lines {
-		n += len(l) + 1
-	}
-	out := make([]byte, 0, n)
-	for _, l := range lines {
-		out = append(out, l...)
-		out = append(out, '\n')
-	}
-	return out
-}

@@ -185,7 +185,7 @@ func stripPrefixes(name string) string {
 // findFrames walks the report lines following spec and returns the key frame of each
 // stack it read; ok is false when a stack yielded no usable frame or a fault-injection
 // stack was interleaved.
-func findFrames(spec *stackSpec, lines [][]byte) ([]keyFrame, bool) {
+func findFrames(spec *stackSpec, lines []byte) ([]keyFrame, bool) {
 	sk := skipperFor(spec)
 	frames, ok := walkParts(spec, spec.parts, lines, sk)
 	for _, alt := range spec.fallbacks {
@@ -197,7 +197,19 @@ func findFrames(spec *stackSpec, lines [][]byte) ([]keyFrame, bool) {
 	return frames, ok
 }
 
-func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skipper) ([]keyFrame, bool) {
+func walkParts(spec *stackSpec, parts []*regexp.Regexp, text []byte, sk *skipper) ([]keyFrame, bool) {
+	pos := 0
+	// next returns the next line of text, or nil at the end.
+	next := func() []byte {
+		if pos > len(text) || pos == len(text) && (pos == 0 || text[pos-1] == '\n') {
+			pos = len(text) + 1
+			return nil
+		}
+		e := lineEnd(text, pos)
+		ln := text[pos:e]
+		pos = e + 1
+		return ln
+	}
 	var raw []string
 	var out []keyFrame
 	ok := true
@@ -234,9 +246,7 @@ func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skip
 		}
 		part := parts[pi]
 		if part != traceMarker {
-			for len(lines) > 0 {
-				ln := lines[0]
-				lines = lines[1:]
+			for ln := next(); ln != nil || pos <= len(text); ln = next() {
 				if corruptedFrameLine(ln) {
 					ok = false
 					break
@@ -250,9 +260,7 @@ func walkParts(spec *stackSpec, parts []*regexp.Regexp, lines [][]byte, sk *skip
 		}
 		traces++
 	trace:
-		for len(lines) > 0 {
-			ln := lines[0]
-			lines = lines[1:]
+		for ln := next(); ln != nil || pos <= len(text); ln = next() {
 			if corruptedFrameLine(ln) {
 				ok = false
 				break
