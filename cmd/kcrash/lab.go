@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/kcrash/kcrash/internal/lab"
@@ -76,5 +78,45 @@ func runLabSetup(ctx context.Context, env *cmdEnv, args []string) error {
 	return nil
 }
 
-func runLabRun(ctx context.Context, env *cmdEnv, args []string) error  { return fmt.Errorf("todo") }
+func runLabRun(ctx context.Context, env *cmdEnv, args []string) error {
+	c := subFlagSet(env, "run", "[--dir DIR] [--force] [--only NAME,...] [--parallel N]",
+		"prepare the lab (cached) and run the crash matrix, reusing a complete one of the same ABI and recipe")
+	fs := newFlagSet(env, c)
+	dir := fs.String("dir", lab.DefaultDir(), "cache directory")
+	force := fs.Bool("force", false, "rerun the matrix even when a complete one is cached")
+	only := fs.String("only", "", "run only these triggers (comma separated), keeping the other cached entries")
+	parallel := fs.Int("parallel", 2, "guests at once (each QEMU TCG guest wants a core)")
+	list := fs.Bool("list", false, "print the trigger table and exit")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *list {
+		for _, t := range lab.Triggers() {
+			fmt.Fprintf(env.stdout, "%-28s %-22s %-16s panics=%-5v vcpus=%d timeout=%s %s\n",
+				t.Name, t.LKDTM, t.Kind, t.Panics, t.VCPUs, t.Timeout, t.Args)
+		}
+		return nil
+	}
+	start := time.Now()
+	cfg := lab.Config{Dir: *dir, Progress: progress(env)}
+	k, err := lab.Setup(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	cfg.Progress("lab: setup done in %.1fs; starting the crash matrix", time.Since(start).Seconds())
+	opts := lab.RunOptions{Force: *force, Parallel: *parallel}
+	if *only != "" {
+		opts.Only = strings.Split(*only, ",")
+	}
+	m, cached, err := lab.RunMatrix(ctx, cfg, k, opts)
+	if m != nil {
+		how := fmt.Sprintf("ran in %.1fs", m.MatrixSeconds)
+		if cached {
+			how = "cached"
+		}
+		fmt.Fprintf(env.stdout, "crash matrix: %d entries, kernel %s, recipe %s, %s\nmanifest: %s\n",
+			len(m.Entries), m.Kernel.Release, m.RecipeHash, how, filepath.Join(m.Dir(), lab.ManifestName))
+	}
+	return err
+}
 func runLabFleet(ctx context.Context, env *cmdEnv, args []string) error { return fmt.Errorf("todo") }

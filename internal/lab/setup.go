@@ -17,6 +17,8 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
+	"time"
 
 	labfiles "github.com/kcrash/kcrash/lab"
 )
@@ -316,7 +318,7 @@ func (k *Kernel) extractDebug(ctx context.Context, deb string, modules []module)
 func untarFromCommand(ctx context.Context, want map[string]string, name string, args ...string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := groupCommand(ctx, name, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -510,7 +512,7 @@ func patchUnsetSMEP(src string) (string, error) {
 func extractLKDTM(ctx context.Context, srcDeb, dir, series string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	outer := exec.CommandContext(ctx, "dpkg-deb", "--fsys-tarfile", srcDeb)
+	outer := groupCommand(ctx, "dpkg-deb", "--fsys-tarfile", srcDeb)
 	op, err := outer.StdoutPipe()
 	if err != nil {
 		return err
@@ -530,7 +532,7 @@ func extractLKDTM(ctx context.Context, srcDeb, dir, series string) error {
 			break
 		}
 	}
-	xz := exec.CommandContext(ctx, "xz", "-dc")
+	xz := groupCommand(ctx, "xz", "-dc")
 	xz.Stdin = tr
 	xp, err := xz.StdoutPipe()
 	if err != nil {
@@ -572,4 +574,16 @@ func extractLKDTM(ctx context.Context, srcDeb, dir, series string) error {
 		return fmt.Errorf("%s: no %s", srcDeb, prefix)
 	}
 	return nil
+}
+
+// groupCommand is exec.CommandContext for a producer that is stopped early: the
+// command runs in its own process group and cancelling ctx kills the whole group
+// (dpkg-deb --fsys-tarfile decompresses in a child process that would otherwise
+// keep the pipe open and Wait blocked).
+func groupCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
 }
