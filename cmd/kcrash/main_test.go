@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"strings"
@@ -61,5 +62,53 @@ func TestHelp(t *testing.T) {
 	}
 	if code, _, _ := runCmd(t, "", "no-such-command"); code != 2 {
 		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
+
+func TestParseCommand(t *testing.T) {
+	sample := "../../internal/oops/testdata/lab/ACCESS_NULL.serial"
+	code, out, errOut := runCmd(t, "", "parse", "--json", sample)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var doc struct {
+		Reports []map[string]any `json:"reports"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("bad JSON %q: %v", out, err)
+	}
+	if len(doc.Reports) != 1 {
+		t.Fatalf("%d reports", len(doc.Reports))
+	}
+	for _, k := range []string{"title", "alt_titles", "type", "corrupted", "kind", "signature", "ip", "registers", "code", "frames", "start", "end"} {
+		if _, ok := doc.Reports[0][k]; !ok {
+			t.Errorf("report lacks key %q", k)
+		}
+	}
+	if doc.Reports[0]["kind"] != "null-ptr-deref" {
+		t.Errorf("kind %v", doc.Reports[0]["kind"])
+	}
+
+	// People-first text names the function, the kind and the registers.
+	code, out, _ = runCmd(t, "", "parse", sample)
+	for _, want := range []string{"lkdtm_ACCESS_NULL", "null-ptr-deref", "RAX:", "call trace:"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("text output lacks %q (exit %d)", want, code)
+		}
+	}
+
+	// A log without a report, from standard input.
+	code, out, _ = runCmd(t, "[    0.000000] Linux version 6.1.0\n", "parse", "--json", "-")
+	if code != 0 || strings.TrimSpace(out) != `{"reports":[]}` {
+		t.Errorf("clean log: exit %d, out %q", code, out)
+	}
+
+	// Unreadable input fails clearly.
+	code, _, errOut = runCmd(t, "", "parse", "/nonexistent/log")
+	if code == 0 || !strings.Contains(errOut, "/nonexistent/log") {
+		t.Errorf("missing file: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, _ := runCmd(t, "", "parse"); code != 2 {
+		t.Errorf("no arguments: exit %d, want 2", code)
 	}
 }

@@ -72,3 +72,15 @@ func BenchmarkCorpus(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkManyReports: 1 MiB made only of report headers, the worst case for the
+// per-report work (it must stay linear in the input).
+func BenchmarkManyReports(b *testing.B) {
+	line := "BUG: KASAN: use-after-free in f+0x1/0x2\n"
+	in := bytes.Repeat([]byte(line), (1<<20)/len(line))
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		Parse(in)
+	}
+}

@@ -97,7 +97,7 @@ func truncatedByReplay(text []byte, end int) bool {
 type reportText struct {
 	full     []byte // kept lines, stripped, each ending in '\n'
 	titleLen int    // bytes of full in the title region
-	spanEnd  int      // end offset in text of the report span
+	spanEnd  int    // end offset in text of the report span
 	panicMsg string
 }
 
@@ -105,7 +105,11 @@ type reportText struct {
 // conventions: only lines of the same printk context count (all CPUs after "Sending
 // NMI"), questionable frames are dropped, a second report ends the title region, and a
 // panic after a long enough report is left out of it (panic_on_warn adds a second stack).
-func collect(text []byte, ols []oopsLine, idx int) *reportText {
+//
+// After the report's own span, at most tail more lines are read: the first report of a
+// log reads on as far as syzkaller does (its corruption check looks at them), later ones
+// a little, which keeps logs made of many reports linear.
+func collect(text []byte, ols []oopsLine, idx int, tail int) *reportText {
 	start := ols[idx].pos
 	firstLine := text[start:ols[idx].end]
 	ctx, _ := lineContext(firstLine)
@@ -121,7 +125,11 @@ func collect(text []byte, ols []oopsLine, idx int) *reportText {
 	rt.full = make([]byte, 0, 8<<10)
 	spanDone := false
 	rt.spanEnd = ols[idx].end
-	for pos, n := start, 0; pos < len(text) && n < maxReportLines; n++ {
+	after := 0
+	for pos, n := start, 0; pos < len(text) && n < maxReportLines && after <= tail; n++ {
+		if spanDone {
+			after++
+		}
 		end := lineEnd(text, pos)
 		line := text[pos:end]
 		first := pos == start

@@ -15,6 +15,7 @@ var (
 	sourceRes     = res(`kernel BUG at ([^!\s]+)!`, `WARNING: .* at {{SRC}} `, `WARNING: {{SRC}} at `)
 	lockupTask    = regexp.MustCompile(`CPU#([0-9]+) stuck for [0-9]+s! \[(.*):([0-9]+)\]`)
 	hungTaskRe    = regexp.MustCompile(`INFO: task (.*):([0-9]+) blocked`)
+	armPCLine     = regexp.MustCompile(`(pc|lr|pstate) ?: (?:\[<)?([0-9a-f]+)`)
 	ripLine       = regexp.MustCompile(`^(RIP|EIP|pc|NIP): ?(?:([0-9a-f]{4}):)?(.*)$`)
 	inlineFrameRe = regexp.MustCompile(`^([A-Za-z0-9_.]+) (\S+:[0-9]+)( \[inline\])?$`)
 	x86Regs       = map[string]bool{"RAX": true, "RBX": true, "RCX": true, "RDX": true, "RSI": true, "RDI": true, "RBP": true,
@@ -156,8 +157,10 @@ func parseIP(s string) *Frame {
 		return &f
 	}
 	f := &Frame{Raw: s, Reliable: true}
-	if v, ok := parseHex(strings.Fields(s + " ")[0]); ok {
-		f.Addr = v
+	if fs := strings.Fields(s); len(fs) > 0 {
+		if v, ok := parseHex(fs[0]); ok {
+			f.Addr = v
+		}
 	}
 	return f
 }
@@ -255,6 +258,9 @@ func addRegisters(regs map[string]uint64, s string) {
 		}
 		c += i
 		ns := c
+		for ns > i && s[ns-1] == ' ' { // "x9 : …", "sp : …"
+			ns--
+		}
 		for ns > i && s[ns-1] != ' ' {
 			ns--
 		}
@@ -357,6 +363,29 @@ func fill(r *Report, lines []string) {
 				r.Sections = append(r.Sections, Section{Name: name, FirstFrame: len(r.Frames), EndFrame: len(r.Frames)})
 				sec = &r.Sections[len(r.Sections)-1]
 			}
+		case r.IP == nil && !inTrace && strings.HasPrefix(t, "PC is at "):
+			// Older arm/arm64: "PC is at func+0x../0x..", "LR is at …".
+			r.IP = parseIP(strings.TrimPrefix(t, "PC is at "))
+			r.Arch = "arm64"
+			if r.Registers == nil {
+				r.Registers = map[string]uint64{}
+			}
+			regs = r.Registers
+		case strings.HasPrefix(t, "pc : [<"):
+			// Older arm64 register line: "pc : [<addr>] lr : [<addr>] pstate: 200001c5".
+			if r.Registers == nil {
+				r.Registers = map[string]uint64{}
+			}
+			regs = r.Registers
+			for _, m := range armPCLine.FindAllStringSubmatch(t, -1) {
+				if v, ok := parseHex(m[2]); ok {
+					regs[m[1]] = v
+				}
+			}
+			if r.IP == nil {
+				r.IP = &Frame{Raw: t, Addr: regs["pc"], Reliable: true}
+			}
+			r.Arch = "arm64"
 		case isIPLine(t):
 			m := ripLine.FindStringSubmatch(t)
 			var rest, seg string
@@ -392,7 +421,9 @@ func fill(r *Report, lines []string) {
 				regs = nil
 			}
 		case strings.HasPrefix(t, "Code: "):
-			if r.Code == nil && !inTrace && !ended {
+			// x86 prints Code: before the trace (a user-mode one may follow inside it);
+			// arm64 prints it after the trace.
+			if r.Code == nil && (!inTrace && !ended || r.Arch == "arm64") {
 				r.Code = parseCode(strings.TrimPrefix(t, "Code: "))
 			}
 		case regs != nil && isRegisterLine(t):

@@ -22,6 +22,9 @@ var (
 	ncfrag       = regexp.MustCompile(`ncfrag=([0-9]+)/([0-9]+)`)
 )
 
+// maxPendingFrags bounds the records being reassembled at once (each at most 64 KiB).
+const maxPendingFrags = 256
+
 // segment maps a range of normalized text back to the input.
 type segment struct{ out, in, inEnd int }
 
@@ -114,6 +117,10 @@ func normalize(log []byte) ([]byte, mapping) {
 				}
 				key := string(line[h[4]:h[5]]) // seq
 				fr := frags[key]
+				if fr == nil && len(frags) >= maxPendingFrags {
+					emit(in, end, ts, body) // too many records in flight: keep the text as is
+					continue
+				}
 				if fr == nil || len(fr.data) != total {
 					fr = &frag{in: in, data: make([]byte, total)}
 					frags[key] = fr

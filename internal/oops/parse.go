@@ -21,16 +21,25 @@ func Parse(log []byte) []*Report {
 	}
 	var reports []*Report
 	spanEnd := -1
+	disconnected := bytes.Contains(text, vmDisconnected)
 	for i, ol := range ols {
 		if ol.rec == nil || ol.pos <= spanEnd {
 			continue
 		}
-		r := build(text, ols, i)
+		tail := maxReportLines
+		if len(reports) > 0 {
+			tail = laterTail
+		}
+		r := build(text, ols, i, tail)
 		if r == nil {
 			continue
 		}
 		spanEnd = r.End
 		r.Start, r.End = m.toInput(r.Start, false), m.toInput(r.End, true)
+		if disconnected {
+			// GCE's serial console prints this when it drops: the report is cut short.
+			r.Corrupted, r.CorruptedReason = true, "console disconnected"
+		}
 		reports = append(reports, r)
 	}
 	return reports
@@ -50,9 +59,9 @@ func Detect(log []byte) bool {
 
 var vmDisconnected = []byte("serialport: VM disconnected.")
 
-func build(text []byte, ols []oopsLine, idx int) *Report {
+func build(text []byte, ols []oopsLine, idx, tail int) *Report {
 	ol := ols[idx]
-	rt := collect(text, ols, idx)
+	rt := collect(text, ols, idx, tail)
 	full := rt.full
 	titleText := full[:rt.titleLen]
 	title, corrupted, alts, fm := describe(ol.rec, titleText, full)
@@ -66,9 +75,6 @@ func build(text []byte, ols []oopsLine, idx int) *Report {
 	}
 	if corrupted == "" {
 		corrupted = checkCorrupted(title, full, fm)
-	}
-	if bytes.Contains(text, vmDisconnected) {
-		corrupted = "console disconnected"
 	}
 	r := &Report{
 		Title:     cleanTitle(title),
@@ -111,6 +117,9 @@ func build(text []byte, ols []oopsLine, idx int) *Report {
 	return r
 }
 
+// laterTail is how far past its span a report after the first one is read.
+const laterTail = 64
+
 // spanLines returns the lines of text[start:end] of the first line's printk context, with
 // console prefixes removed and questionable frames kept (marked "? ").
 func spanLines(text []byte, start, end int) []string {
@@ -152,4 +161,3 @@ func refineKind(r *Report, lines []string) {
 		r.Kind = KindNullDeref
 	}
 }
-
