@@ -222,7 +222,7 @@ func walkParts(spec *stackSpec, parts []*regexp.Regexp, text []byte, sk *skipper
 			// Rust (v0 and legacy) and C++ symbols are named demangled, without parameters.
 			s := string(n)
 			if len(n) > 2 && n[0] == '_' && (n[1] == 'Z' || n[1] == 'R') {
-				s = demangle.Filter(s, demangle.NoParams)
+				s = demangle.Filter(s, demangle.NoParams, demangle.MaxLength(12))
 			}
 			if !sk.skip(s) {
 				raw = append(raw, s)
