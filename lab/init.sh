@@ -11,6 +11,9 @@
 #                        "none" for no netconsole
 #   lab_dest=IP          where netconsole sends (default 10.0.2.2, QEMU's user-net host)
 #   lab_wait=SECONDS     how long to wait after a trigger that did not panic (default 20)
+#   lab_churn=N          after the trigger, create N pipes (each allocates its pipe_buffer
+#                        array from kmalloc-1k), so that slub_debug checks a freed object
+#                        a trigger wrote to (WRITE_AFTER_FREE) without waiting for luck
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -31,6 +34,7 @@ TRIGGER=$(param lab_trigger shell)
 NC=$(param lab_nc none)
 DEST=$(param lab_dest 10.0.2.2)
 WAIT=$(param lab_wait 20)
+CHURN=$(param lab_churn 0)
 say "init $NAME trigger=$TRIGGER nc=$NC"
 
 # Drivers first (the list is in dependency order); netconsole and lkdtm come later.
@@ -105,13 +109,21 @@ case "$TRIGGER" in
 shell)
 	exec setsid cttyhack sh ;;
 wait)
-	stty -F /dev/ttyS1 -echo 2>/dev/null
+	# clocal: the port has no carrier, and a blocking open would wait for one.
+	stty -F /dev/ttyS1 clocal -echo 2>/dev/null
+	exec 3< /dev/ttyS1
 	say "waiting for a trigger on ttyS1"
-	while read -r cmd < /dev/ttyS1; do
+	while read -r cmd <&3; do
 		[ -n "$cmd" ] && fire "$cmd"
 	done ;;
 *)
-	fire "$TRIGGER" ;;
+	fire "$TRIGGER"
+	if [ "$CHURN" -gt 0 ]; then
+		sleep 1
+		n=0
+		while [ $n -lt "$CHURN" ]; do echo x | cat > /dev/null; n=$((n + 1)); done
+		say "churned $CHURN pipes"
+	fi ;;
 esac
 sleep "$WAIT"
 say "no panic after ${WAIT}s, powering off"

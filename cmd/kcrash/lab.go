@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -119,4 +120,69 @@ func runLabRun(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	return err
 }
-func runLabFleet(ctx context.Context, env *cmdEnv, args []string) error { return fmt.Errorf("todo") }
+func runLabFleet(ctx context.Context, env *cmdEnv, args []string) error {
+	c := subFlagSet(env, "fleet", "-n N --to HOST:PORT [--extended] [--crash K | --crash-names fleet-1,...] [--trigger T] [--json]",
+		"boot N guests that all send netconsole to HOST:PORT, crash some of them and report which crashed")
+	fs := newFlagSet(env, c)
+	dir := fs.String("dir", lab.DefaultDir(), "cache directory (the kernel is prepared there if needed)")
+	n := fs.Int("n", 2, "number of guests (each TCG guest wants a core; 2 at a time suits a 2-core machine)")
+	to := fs.String("to", "127.0.0.1:6666", "netconsole receiver HOST:PORT (127.0.0.1 is the host running QEMU)")
+	extended := fs.Bool("extended", false, "send extended netconsole records instead of the plain console stream")
+	crash := fs.Int("crash", 1, "crash the first K guests")
+	names := fs.String("crash-names", "", "crash these guests instead (comma separated: fleet-1,fleet-3)")
+	trigger := fs.String("trigger", "ACCESS_NULL", "LKDTM crash type (or sysrq-c)")
+	kargs := fs.String("args", "oops=panic", "extra kernel parameters of every guest")
+	keep := fs.String("keep", "", "directory for the guests' consoles (default: a temporary one, removed)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	cfg := lab.Config{Dir: *dir, Progress: progress(env)}
+	k, err := lab.Setup(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	work := *keep
+	if work == "" {
+		if work, err = os.MkdirTemp("", "kcrash-fleet-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+	}
+	o := lab.FleetOptions{N: *n, To: *to, Extended: *extended, CrashCount: *crash, Trigger: *trigger, Args: *kargs, Dir: work}
+	if *names != "" {
+		o.Crash = strings.Split(*names, ",")
+	}
+	res, err := lab.RunFleet(ctx, cfg, k, o)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		out, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "%s\n", out)
+	} else {
+		for _, g := range res.Guests {
+			state := "running"
+			if g.Crashed {
+				state = fmt.Sprintf("crashed after %.1fs: %s", g.Seconds, g.PanicMessage)
+			}
+			if g.Error != "" {
+				state += " (" + g.Error + ")"
+			}
+			fmt.Fprintf(env.stdout, "%-10s told=%-5v %s\n", g.Name, g.Told, state)
+		}
+	}
+	for _, g := range res.Guests {
+		if g.Error != "" {
+			return exitError{1}
+		}
+	}
+	return nil
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -68,6 +69,7 @@ type Guest struct {
 	cfg     GuestConfig
 	cmd     *exec.Cmd
 	qmp     *QMP
+	cmdConn net.Conn // the second serial port, when GuestConfig.Command is set
 	exited  chan struct{}
 	waitErr error
 	Started time.Time
@@ -109,6 +111,11 @@ func StartGuest(ctx context.Context, c GuestConfig) (*Guest, error) {
 		}
 	}()
 	g.qmp, err = DialQMP(dctx, c.QMP)
+	if err == nil && c.Command != "" {
+		// Connected for the guest's lifetime: QEMU drops what arrives while no
+		// client is attached or the UART cannot take it yet.
+		g.cmdConn, err = dialUnix(c.Command, 10*time.Second)
+	}
 	if err != nil {
 		g.Kill()
 		log, _ := os.ReadFile(c.Log)
@@ -204,15 +211,10 @@ func (g *Guest) Dump(ctx context.Context, format string, paging bool, path strin
 
 // SendCommand writes one line to the guest's second serial port (GuestConfig.Command).
 func (g *Guest) SendCommand(line string) error {
-	if g.cfg.Command == "" {
+	if g.cmdConn == nil {
 		return errors.New("guest has no command port")
 	}
-	conn, err := dialUnix(g.cfg.Command, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_, err = conn.Write([]byte(line + "\n"))
+	_, err := g.cmdConn.Write([]byte(line + "\n"))
 	return err
 }
 
@@ -231,6 +233,9 @@ func (g *Guest) Quit() error {
 		g.Kill()
 	}
 	g.qmp.Close()
+	if g.cmdConn != nil {
+		g.cmdConn.Close()
+	}
 	os.Remove(g.cfg.QMP)
 	if g.cfg.Command != "" {
 		os.Remove(g.cfg.Command)
@@ -244,5 +249,8 @@ func (g *Guest) Kill() {
 	<-g.exited
 	if g.qmp != nil {
 		g.qmp.Close()
+	}
+	if g.cmdConn != nil {
+		g.cmdConn.Close()
 	}
 }

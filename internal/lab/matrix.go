@@ -56,7 +56,7 @@ var dumpSpecs = []dumpSpec{
 // RecipeHash identifies everything a matrix run is made from; see Manifest.RecipeHash.
 func RecipeHash(memory string) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "lab %s setup %s base %q memory %q\n", Version, setupHash(), BaseArgs, memory)
+	fmt.Fprintf(h, "lab %s setup %s init %s base %q memory %q\n", Version, setupHash(), initHash(), BaseArgs, memory)
 	tt, _ := json.Marshal(Triggers())
 	h.Write(tt)
 	h.Write(labfiles.GuestInit)
@@ -122,8 +122,8 @@ func RunMatrix(ctx context.Context, cfg Config, k *Kernel, opts RunOptions) (*Ma
 	m.Host.QEMU = firstLine(exec.Command("qemu-system-x86_64", "--version").Output())
 	m.Host.Makedumpfile, m.Host.Compressions = makedumpfileSupport(ctx)
 
-	// Longest boots first, so the two slots finish together.
-	sort.SliceStable(todo, func(i, j int) bool { return todo[i].Timeout > todo[j].Timeout })
+	// Longest boots first, so the slots finish together.
+	sort.SliceStable(todo, func(i, j int) bool { return expectedSeconds(todo[i]) > expectedSeconds(todo[j]) })
 	start := time.Now()
 	results := make(map[string]*Entry)
 	var mu sync.Mutex
@@ -478,3 +478,27 @@ func mustGlob(p string) []string {
 }
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+
+var labWaitRE = regexp.MustCompile(`\blab_wait=(\d+)`)
+
+// expectedSeconds guesses how long a boot takes, to schedule long ones first:
+// hangs last their timeout, lockups and hung tasks need their detectors (about 10 s
+// under TCG), triggers that do not panic wait lab_wait after the oops; the rest
+// panic about 4 s after QEMU starts.
+func expectedSeconds(t Trigger) float64 {
+	switch {
+	case t.Hangs:
+		return t.Timeout.Seconds()
+	case t.Panics && t.LKDTM == "HARDLOCKUP":
+		return 13
+	case t.Panics && (t.LKDTM == "SOFTLOCKUP" || t.LKDTM == "HUNG_TASK"):
+		return 9
+	case !t.Panics:
+		w := 20.0 // lab/init.sh's default
+		if m := labWaitRE.FindStringSubmatch(t.Args); m != nil {
+			fmt.Sscan(m[1], &w)
+		}
+		return 4 + w
+	}
+	return 4
+}

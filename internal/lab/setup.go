@@ -77,16 +77,22 @@ type Kernel struct {
 	Initramfs string   `json:"initramfs"`  // busybox, /init and the modules
 	Modules   []string `json:"modules"`    // load order in the guest, file names
 	SetupHash string   `json:"setup_hash"` // what the cached files were made from
+	InitHash  string   `json:"init_hash"`  // the guest /init the initramfs holds
 }
 
 // setupHash covers everything the cached kernel files are made from, other than
-// the ABI itself (which names the directory).
+// the ABI itself (which names the directory) and the guest's /init (initHash).
 func setupHash() string {
 	h := sha256.New()
 	fmt.Fprintf(h, "version %s\nmodules %q\n", Version, GuestModules)
-	h.Write(labfiles.GuestInit)
 	h.Write([]byte(lkdtmPatchMarker))
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// initHash covers the guest's /init: a change rebuilds only the initramfs.
+func initHash() string {
+	h := sha256.Sum256(labfiles.GuestInit)
+	return hex.EncodeToString(h[:])[:16]
 }
 
 // Setup installs the host's packages, resolves the current kernel ABI and prepares
@@ -107,8 +113,16 @@ func Setup(ctx context.Context, cfg Config) (*Kernel, error) {
 	dir := filepath.Join(cfg.Dir, release)
 	stamp := filepath.Join(dir, "setup.json")
 	if k, err := loadKernel(stamp); err == nil && k.SetupHash == setupHash() && k.complete() {
-		cfg.progress("lab: kernel %s ready (cached in %s)", release, dir)
-		return k, nil
+		if k.InitHash == initHash() {
+			cfg.progress("lab: kernel %s ready (cached in %s)", release, dir)
+			return k, nil
+		}
+		cfg.progress("lab: the guest's /init changed; rebuilding the initramfs")
+		if err := k.buildInitramfs(); err != nil {
+			return nil, err
+		}
+		data, _ := json.MarshalIndent(k, "", "  ")
+		return k, writeFileAtomic(stamp, append(data, '\n'))
 	}
 	k := &Kernel{Release: release, Dir: dir, SetupHash: setupHash()}
 	if err := k.prepare(ctx, &cfg); err != nil {
@@ -240,6 +254,23 @@ func (k *Kernel) prepare(ctx context.Context, cfg *Config) error {
 		return err
 	}
 
+	if err := k.buildInitramfs(); err != nil {
+		return err
+	}
+	// The big packages are no longer needed; the image stays (27 MB) for reference.
+	os.Remove(dbg)
+	os.Remove(src)
+	cfg.progress("lab: kernel %s (%s) ready in %s", k.Release, k.Version, k.Dir)
+	return nil
+}
+
+// buildInitramfs writes busybox, the guest's /init, the guest modules (in load
+// order) and lkdtm.ko into the initramfs.
+func (k *Kernel) buildInitramfs() error {
+	modules, err := moduleOrder(filepath.Join(k.Dir, "kernel", "lib", "modules", k.Release), GuestModules)
+	if err != nil {
+		return err
+	}
 	k.Initramfs = filepath.Join(k.Dir, "initramfs.cpio.gz")
 	k.Modules = nil
 	var files []string
@@ -252,10 +283,7 @@ func (k *Kernel) prepare(ctx context.Context, cfg *Config) error {
 	if err := writeInitramfs(k.Initramfs, "/bin/busybox", labfiles.GuestInit, files); err != nil {
 		return err
 	}
-	// The big packages are no longer needed; the image stays (27 MB) for reference.
-	os.Remove(dbg)
-	os.Remove(src)
-	cfg.progress("lab: kernel %s (%s) ready in %s", k.Release, k.Version, k.Dir)
+	k.InitHash = initHash()
 	return nil
 }
 
