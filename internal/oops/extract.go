@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"sync"
 )
@@ -109,7 +110,10 @@ type reportText struct {
 // After the report's own span, at most tail more lines are read: the first report of a
 // log reads on as far as syzkaller does (its corruption check looks at them), later ones
 // a little, which keeps logs made of many reports linear.
-func collect(text []byte, ols []oopsLine, idx int, tail int) *reportText {
+//
+// scratch, when not nil, is reused for the report text, which must then not outlive the
+// next call.
+func collect(text []byte, ols []oopsLine, idx int, tail int, scratch []byte) *reportText {
 	start := ols[idx].pos
 	firstLine := text[start:ols[idx].end]
 	ctx, _ := lineContext(firstLine)
@@ -122,7 +126,7 @@ func collect(text []byte, ols []oopsLine, idx int, tail int) *reportText {
 	second := -1 // position of the next report start
 	skipText, cpuTraceback := false, false
 	textLines, gap := 0, 0
-	rt.full = make([]byte, 0, 8<<10)
+	rt.full = scratch[:0]
 	spanDone := false
 	rt.spanEnd = ols[idx].end
 	after := 0
@@ -345,7 +349,30 @@ func describe(rec *recognizer, output, full []byte) (title, corrupted string, al
 // within one line (no newline, \s, anchors or TASK macro in its source).
 type titleScan struct {
 	prefix     []byte
+	need       []byte // a literal every match contains (the longest top-level one)
 	singleLine bool
+}
+
+// requiredLiteral returns the longest literal that a top-level concatenation of the
+// pattern requires, or nil.
+func requiredLiteral(src string) []byte {
+	t, err := syntax.Parse(src, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	t = t.Simplify()
+	if t.Op == syntax.OpLiteral && t.Flags&syntax.FoldCase == 0 {
+		return []byte(string(t.Rune))
+	}
+	var best []byte
+	if t.Op == syntax.OpConcat {
+		for _, c := range t.Sub {
+			if c.Op == syntax.OpLiteral && c.Flags&syntax.FoldCase == 0 && len(string(c.Rune)) > len(best) {
+				best = []byte(string(c.Rune))
+			}
+		}
+	}
+	return best
 }
 
 var titleScans sync.Map // *regexp.Regexp → titleScan
@@ -356,7 +383,7 @@ func scanOf(r *regexp.Regexp) titleScan {
 	}
 	p, _ := r.LiteralPrefix()
 	src := r.String()
-	ts := titleScan{prefix: []byte(p),
+	ts := titleScan{prefix: []byte(p), need: requiredLiteral(src),
 		singleLine: p != "" && !strings.ContainsAny(src, "^$") && !strings.Contains(src, `\n`) &&
 			!strings.Contains(src, `\s`) && !strings.Contains(src, "space")}
 	titleScans.Store(r, ts)
@@ -390,7 +417,7 @@ func findTitleIn(r *regexp.Regexp, output []byte, header string, hdr [][2]int) [
 	}
 	for _, l := range hdr {
 		line := output[l[0]:l[1]]
-		if !bytes.Contains(line, ts.prefix) {
+		if !bytes.Contains(line, ts.prefix) || len(ts.need) > 0 && !bytes.Contains(line, ts.need) {
 			continue
 		}
 		if m := r.FindSubmatchIndex(line); m != nil {

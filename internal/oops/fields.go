@@ -429,11 +429,11 @@ func fill(r *Report, lines []string) {
 		case regs != nil && isRegisterLine(t):
 			addRegisters(regs, t)
 		case inTrace:
-			if i > 0 && isStackStartString(t) {
+			f, ok := parseFrame(t)
+			if !ok && i > 0 && isStackStartString(t) {
 				inTrace, ended = false, true
 				break
 			}
-			f, ok := parseFrame(t)
 			if !ok {
 				if t != "" && !strings.HasPrefix(t, "?") {
 					inTrace, ended = false, true

@@ -3,9 +3,9 @@ package oops
 import (
 	"fmt"
 	"os"
-	"time"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // FuzzParse feeds arbitrary bytes to Parse: it must not panic, and every report's span

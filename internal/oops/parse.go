@@ -22,6 +22,7 @@ func Parse(log []byte) []*Report {
 	var reports []*Report
 	spanEnd := -1
 	disconnected := bytes.Contains(text, vmDisconnected)
+	var scratch []byte // report text buffer, reused from report to report
 	for i, ol := range ols {
 		if ol.rec == nil || ol.pos <= spanEnd {
 			continue
@@ -30,7 +31,7 @@ func Parse(log []byte) []*Report {
 		if len(reports) > 0 {
 			tail = laterTail
 		}
-		r := build(text, ols, i, tail)
+		r := build(text, ols, i, tail, &scratch)
 		if r == nil {
 			continue
 		}
@@ -59,9 +60,10 @@ func Detect(log []byte) bool {
 
 var vmDisconnected = []byte("serialport: VM disconnected.")
 
-func build(text []byte, ols []oopsLine, idx, tail int) *Report {
+func build(text []byte, ols []oopsLine, idx, tail int, scratch *[]byte) *Report {
 	ol := ols[idx]
-	rt := collect(text, ols, idx, tail)
+	rt := collect(text, ols, idx, tail, *scratch)
+	defer func() { *scratch = rt.full }()
 	full := rt.full
 	titleText := full[:rt.titleLen]
 	title, corrupted, alts, fm := describe(ol.rec, titleText, full)
@@ -82,7 +84,7 @@ func build(text []byte, ols []oopsLine, idx, tail int) *Report {
 		Kind:      ol.rec.kind,
 		Start:     ol.pos,
 		End:       rt.spanEnd,
-		Frames:    []Frame{},
+		Frames:    make([]Frame, 0, 32),
 		AltTitles: []string{},
 	}
 	r.CorruptedReason = corrupted

@@ -32,7 +32,7 @@ var commonBigrams = func() map[string]bool {
 
 func byteRarity(c byte) int {
 	switch {
-	case c >= 'A' && c <= 'Z', c == ':', c == '_', c == '[', c == ']', c == '#', c == '-':
+	case c >= 'A' && c <= 'Z', c == ':', c == '[', c == ']', c == '#':
 		return 1
 	case c >= '0' && c <= '9':
 		return 3

@@ -91,8 +91,8 @@ type skipper struct {
 	spec     *stackSpec
 	literals []string
 	re       *regexp.Regexp
-	cache    sync.Map // name → bool
-	cached   atomic.Int64
+	mu       sync.RWMutex
+	cache    map[string]bool // bounded by maxSkipCache
 }
 
 const maxSkipCache = 1 << 16
@@ -105,6 +105,18 @@ func skipperFor(s *stackSpec) *skipper {
 	}
 	v, _ := skippers.LoadOrStore(s, &skipper{spec: s})
 	return v.(*skipper)
+}
+
+// skipBytes is skip for a name still in the log's bytes; it allocates only for names it
+// has not seen.
+func (sk *skipper) skipBytes(name []byte) bool {
+	sk.mu.RLock()
+	v, ok := sk.cache[string(name)]
+	sk.mu.RUnlock()
+	if ok {
+		return v
+	}
+	return sk.skip(string(name))
 }
 
 func (sk *skipper) skip(name string) bool {
@@ -121,10 +133,12 @@ func (sk *skipper) skip(name string) bool {
 			sk.re = regexp.MustCompile(strings.Join(rest, "|"))
 		}
 	})
-	if v, ok := sk.cache.Load(name); ok {
-		return v.(bool)
+	sk.mu.RLock()
+	v, ok := sk.cache[name]
+	sk.mu.RUnlock()
+	if ok {
+		return v
 	}
-	v := false
 	for _, l := range sk.literals {
 		if strings.Contains(name, l) {
 			v = true
@@ -134,10 +148,14 @@ func (sk *skipper) skip(name string) bool {
 	if !v && sk.re != nil {
 		v = sk.re.MatchString(name)
 	}
-	if sk.cached.Load() < maxSkipCache {
-		sk.cached.Add(1)
-		sk.cache.Store(name, v)
+	sk.mu.Lock()
+	if sk.cache == nil {
+		sk.cache = map[string]bool{}
 	}
+	if len(sk.cache) < maxSkipCache {
+		sk.cache[name] = v
+	}
+	sk.mu.Unlock()
 	return v
 }
 
@@ -159,7 +177,8 @@ func partMatch(part *regexp.Regexp, line []byte) [][]byte {
 			return nil
 		}
 	default:
-		if p := scanOf(part).prefix; len(p) > 0 && !bytes.Contains(line, p) {
+		ts := scanOf(part)
+		if len(ts.prefix) > 0 && !bytes.Contains(line, ts.prefix) || len(ts.need) > 0 && !bytes.Contains(line, ts.need) {
 			return nil
 		}
 	}
@@ -216,16 +235,22 @@ func walkParts(spec *stackSpec, parts []*regexp.Regexp, text []byte, sk *skipper
 	traces := 0
 	add := func(names [][]byte) {
 		for _, n := range names {
+			if spec.pick == nil && len(raw) > 0 {
+				return // only the first usable frame names the bug
+			}
 			if n == nil {
 				continue
 			}
 			// Rust (v0 and legacy) and C++ symbols are named demangled, without parameters.
-			s := string(n)
 			if len(n) > 2 && n[0] == '_' && (n[1] == 'Z' || n[1] == 'R') {
-				s = demangle.Filter(s, demangle.NoParams, demangle.MaxLength(12))
+				s := demangle.Filter(string(n), demangle.NoParams, demangle.MaxLength(12))
+				if !sk.skip(s) {
+					raw = append(raw, s)
+				}
+				continue
 			}
-			if !sk.skip(s) {
-				raw = append(raw, s)
+			if !sk.skipBytes(n) {
+				raw = append(raw, string(n))
 			}
 		}
 	}
