@@ -1,7 +1,6 @@
 package oops
 
 import (
-	"bytes"
 	"regexp"
 	"strconv"
 	"strings"
@@ -193,12 +192,10 @@ func parseCode(s string) *Code {
 		if marked {
 			c.Trap, c.TrapLen = len(c.Bytes), n
 		}
-		if n == 4 { // arm64 words are printed as numbers: store little-endian
+		if n == 4 { // arm64 words are printed as numbers: store them little-endian
 			c.Bytes = append(c.Bytes, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
-		} else if n == 2 && marked {
-			// x86 "(0f 0b)" style marker is printed "(0f0b)"? The kernel prints bytes in order.
-			c.Bytes = append(c.Bytes, byte(v>>8), byte(v))
-		} else {
+		} else { // x86 bytes, or a (xxxx) pair, in printed order
+
 			for i := n - 1; i >= 0; i-- {
 				c.Bytes = append(c.Bytes, byte(v>>(8*uint(i))))
 			}
@@ -478,5 +475,4 @@ func fill(r *Report, lines []string) {
 			r.Registers["RIP"] = r.IP.Addr
 		}
 	}
-	_ = bytes.MinRead
 }

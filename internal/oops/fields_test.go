@@ -113,3 +113,33 @@ func TestSyslog(t *testing.T) {
 		t.Errorf("frames %+v", reps[0].Frames)
 	}
 }
+
+func TestDetect(t *testing.T) {
+	if Detect([]byte("[    0.000000] Linux version 6.1.0\n[    1.0] NMI watchdog: Perf NMI watchdog permanently disabled\n")) {
+		t.Error("clean log detected as a crash")
+	}
+	if !Detect([]byte("[    3.37] BUG: kernel NULL pointer dereference, address: 0000000000000000\n")) {
+		t.Error("NULL dereference not detected")
+	}
+}
+
+func TestParseCode(t *testing.T) {
+	for _, tc := range []struct {
+		in        string
+		n, trap   int
+		trapLen   int
+		first     byte
+		unreadble bool
+	}{
+		{"48 8b 1c 25 <00> 00", 6, 4, 1, 0x48, false},
+		{"910003fd f9000bf3 (08dffe60) d65f03c0", 16, 8, 4, 0xfd, false},
+		{"Unable to access opcode bytes at 0x47b776.", 0, -1, 0, 0, true},
+		{"???????? ???????? (d4210000)", 4, 0, 4, 0x00, true},
+	} {
+		c := parseCode(tc.in)
+		if len(c.Bytes) != tc.n || c.Trap != tc.trap || c.TrapLen != tc.trapLen || c.Unreadable != tc.unreadble ||
+			tc.n > 0 && c.Bytes[0] != tc.first {
+			t.Errorf("%q: %+v", tc.in, c)
+		}
+	}
+}
