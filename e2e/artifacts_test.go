@@ -50,7 +50,8 @@ func TestMatrixArtifacts(t *testing.T) {
 		if e.Facts.Kind != tr.Kind {
 			t.Errorf("%s: fact kind %q, table %q", e.Name, e.Facts.Kind, tr.Kind)
 		}
-		if e.Facts.Release != m.Kernel.Release {
+		// A guest that hangs mid-report may never print its "CPU: … Comm:" line.
+		if e.Facts.Release != m.Kernel.Release && !(tr.Hangs && e.Facts.Release == "") {
 			t.Errorf("%s: console names kernel %q, manifest %q", e.Name, e.Facts.Release, m.Kernel.Release)
 		}
 		if !strings.Contains(e.Cmdline, "lab_trigger="+tr.LKDTM) {

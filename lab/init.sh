@@ -11,9 +11,9 @@
 #                        "none" for no netconsole
 #   lab_dest=IP          where netconsole sends (default 10.0.2.2, QEMU's user-net host)
 #   lab_wait=SECONDS     how long to wait after a trigger that did not panic (default 20)
-#   lab_churn=N          after the trigger, create N pipes (each allocates its pipe_buffer
-#                        array from kmalloc-1k), so that slub_debug checks a freed object
-#                        a trigger wrote to (WRITE_AFTER_FREE) without waiting for luck
+#   lab_repeat=N         fire the trigger N times, 0.3 s apart (default 1): WRITE_AFTER_FREE
+#                        is only noticed when slub_debug hands the written object out again,
+#                        which a single attempt does about half the time
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -34,7 +34,7 @@ TRIGGER=$(param lab_trigger shell)
 NC=$(param lab_nc none)
 DEST=$(param lab_dest 10.0.2.2)
 WAIT=$(param lab_wait 20)
-CHURN=$(param lab_churn 0)
+REPEAT=$(param lab_repeat 1)
 say "init $NAME trigger=$TRIGGER nc=$NC"
 
 # Drivers first (the list is in dependency order); netconsole and lkdtm come later.
@@ -118,12 +118,12 @@ wait)
 	done ;;
 *)
 	fire "$TRIGGER"
-	if [ "$CHURN" -gt 0 ]; then
-		sleep 1
-		n=0
-		while [ $n -lt "$CHURN" ]; do echo x | cat > /dev/null; n=$((n + 1)); done
-		say "churned $CHURN pipes"
-	fi ;;
+	n=1
+	while [ $n -lt "$REPEAT" ]; do
+		sleep 0.3
+		fire "$TRIGGER"
+		n=$((n + 1))
+	done ;;
 esac
 sleep "$WAIT"
 say "no panic after ${WAIT}s, powering off"
