@@ -1,0 +1,102 @@
+package netconsole
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestReceiver sends datagrams from several loopback source addresses to a
+// two-socket receiver and checks every one arrives once, with its source, and that
+// each source's datagrams stay in order.
+func TestReceiver(t *testing.T) {
+	r, err := Listen(context.Background(), "127.0.0.1:0", ListenOptions{Sockets: 2, Batch: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := map[string][]string{}
+	sockets := map[string]int{}
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Run(func(socket int, now time.Time, pkts []Packet) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range pkts {
+				k := p.From.String()
+				got[k] = append(got[k], string(p.Data))
+				if s, ok := sockets[k]; ok && s != socket {
+					t.Errorf("%s reached sockets %d and %d", k, s, socket)
+				}
+				sockets[k] = socket
+			}
+		})
+	}()
+	const senders, each = 4, 200
+	want := map[string]int{}
+	for i := range senders {
+		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(10+i))}, r.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range each {
+			if _, err := fmt.Fprintf(c, "%d", j); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want[c.LocalAddr().String()] = each
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := 0
+		for _, v := range got {
+			n += len(v)
+		}
+		mu.Unlock()
+		if n >= senders*each || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for from, n := range want {
+		if len(got[from]) != n {
+			t.Errorf("%s: %d datagrams, want %d", from, len(got[from]), n)
+			continue
+		}
+		for j, d := range got[from] {
+			if d != fmt.Sprint(j) {
+				t.Errorf("%s: datagram %d is %q", from, j, d)
+				break
+			}
+		}
+	}
+}
+
+func BenchmarkStreamExtended(b *testing.B) {
+	s := NewStream(StreamOptions{})
+	now := time.Now()
+	var d [][]byte
+	for i := range 1024 {
+		d = append(d, rec(uint64(i), uint64(i)*1000, "some ordinary kernel log line: eth0: link up, 1000Mbps"))
+	}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		s.Push(d[n%1024], now, func([]byte, Event) {})
+		n++
+		if n%1024 == 0 {
+			s = NewStream(StreamOptions{})
+		}
+	}
+}
