@@ -227,7 +227,7 @@ func parseAranges(data []byte, bo binary.ByteOrder) ([]cuRange, error) {
 			return out, fmt.Errorf("aranges at %#x: address size %d", off, asize)
 		}
 		tuple := 2 * asize
-		p = (p + hdr + tuple - 1) / tuple * tuple - hdr // tuples are aligned from the set's start
+		p = (p+hdr+tuple-1)/tuple*tuple - hdr // tuples are aligned from the set's start
 		for ; p+tuple <= len(set); p += tuple {
 			var a, l uint64
 			if asize == 8 {
