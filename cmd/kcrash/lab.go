@@ -70,6 +70,11 @@ func runLabSetup(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	unlock, err := lab.Lock(*dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	k, err := lab.Setup(ctx, lab.Config{Dir: *dir, Progress: progress(env)})
 	if err != nil {
 		return err
@@ -100,6 +105,11 @@ func runLabRun(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	start := time.Now()
 	cfg := lab.Config{Dir: *dir, Progress: progress(env)}
+	unlock, err := lab.Lock(*dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	k, err := lab.Setup(ctx, cfg)
 	if err != nil {
 		return err
@@ -142,7 +152,12 @@ func runLabFleet(ctx context.Context, env *cmdEnv, args []string) error {
 		return errUsage
 	}
 	cfg := lab.Config{Dir: *dir, Progress: progress(env)}
+	unlock, err := lab.Lock(*dir)
+	if err != nil {
+		return err
+	}
 	k, err := lab.Setup(ctx, cfg)
+	unlock() // the fleet only reads the kernel files
 	if err != nil {
 		return err
 	}

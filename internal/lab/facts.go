@@ -34,8 +34,8 @@ var (
 )
 
 // ExtractFacts reads the facts of one console log (kernel log text, with or without
-// "[ time]" prefixes). The panic message keeps what the kernel printed, including a
-// trailing " ]---" never (that is the trailer line, not this one).
+// "[ time]" prefixes); kind is the expected report kind, copied into the facts.
+// Each fact comes from the first line that has it.
 func ExtractFacts(log []byte, kind string) Facts {
 	f := Facts{Kind: kind}
 	if m := ripRE.FindSubmatch(log); m != nil {

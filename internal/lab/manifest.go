@@ -61,6 +61,9 @@ type Entry struct {
 	Artifacts        []Artifact `json:"artifacts"`
 	// Error says what went wrong (an unexpected outcome, a failed dump); empty when fine.
 	Error string `json:"error,omitempty"`
+	// Attempts is 2 when the first boot failed (FirstError says how) and was rerun.
+	Attempts   int    `json:"attempts,omitempty"`
+	FirstError string `json:"first_error,omitempty"`
 }
 
 // Artifact kinds.

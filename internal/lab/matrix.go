@@ -135,6 +135,14 @@ func RunMatrix(ctx context.Context, cfg Config, k *Kernel, opts RunOptions) (*Ma
 			defer wg.Done()
 			for t := range work {
 				e := runEntry(ctx, &cfg, k, m, dir, t, opts.Memory)
+				if e.Error != "" && ctx.Err() == nil {
+					// One retry: under TCG on a loaded host a boot can miss its timing.
+					cfg.progress("lab: %s failed (%s); retrying once", t.Name, e.Error)
+					first := e.Error
+					e = runEntry(ctx, &cfg, k, m, dir, t, opts.Memory)
+					e.Attempts = 2
+					e.FirstError = first
+				}
 				mu.Lock()
 				results[t.Name] = e
 				mu.Unlock()
@@ -182,6 +190,9 @@ feed:
 	}
 	if err := setCurrent(cfg.Dir, k); err != nil {
 		return nil, false, err
+	}
+	if m.Complete {
+		pruneOtherMatrices(&cfg, k)
 	}
 	if len(failed) > 0 {
 		return m, false, fmt.Errorf("crash matrix: %d entries failed: %s (see %s)", len(failed), strings.Join(failed, ", "), filepath.Join(dir, ManifestName))
@@ -371,7 +382,11 @@ func runEntry(ctx context.Context, cfg *Config, k *Kernel, m *Manifest, dir stri
 		art(ArtNetconsoleExt, "", base+".netconsole-ext")
 		art(ArtExtJSONL, "", base+".netconsole-ext.jsonl")
 	}
-	art(ArtQEMULog, "", gc.Log)
+	if st, err := os.Stat(gc.Log); err == nil && st.Size() > 0 {
+		art(ArtQEMULog, "", gc.Log) // QEMU's own complaints, when it had any
+	} else {
+		os.Remove(gc.Log)
+	}
 	// The captures first, then the vmcores in dumpSpecs order.
 	var captures, vmcores []Artifact
 	for _, a := range e.Artifacts {
@@ -501,4 +516,26 @@ func expectedSeconds(t Trigger) float64 {
 		return 4 + w
 	}
 	return 4
+}
+
+// pruneOtherMatrices removes the matrices (about 6 GB each, mostly vmcores) of
+// other kernel ABIs in the cache once this ABI has a complete one; their kernel
+// files (about 700 MB) stay. Errors are reported, not returned: pruning is tidying.
+func pruneOtherMatrices(cfg *Config, k *Kernel) {
+	stamps, _ := filepath.Glob(filepath.Join(cfg.Dir, "*", "setup.json"))
+	for _, s := range stamps {
+		dir := filepath.Dir(s)
+		if dir == k.Dir {
+			continue
+		}
+		old := filepath.Join(dir, "matrix")
+		if _, err := os.Stat(old); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(old); err != nil {
+			cfg.progress("lab: removing the old matrix %s: %v", old, err)
+		} else {
+			cfg.progress("lab: removed the matrix of kernel %s (superseded by %s)", filepath.Base(dir), k.Release)
+		}
+	}
 }
