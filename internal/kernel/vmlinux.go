@@ -1,0 +1,198 @@
+// Package kernel finds the Linux kernel in a crash dump's memory: VMCOREINFO,
+// the KASLR offset, x86-64 page tables, per-CPU data, the printk ring buffer,
+// tasks, modules and kernel stacks unwound with the vmlinux's ORC tables.
+package kernel
+
+import (
+	"bytes"
+	"debug/dwarf"
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+)
+
+// Vmlinux is the kernel image with its symbols and, when present, DWARF. The
+// file is mapped, not read: only the pages a lookup touches cost memory.
+type Vmlinux struct {
+	Path  string
+	data  []byte // the mapped file
+	f     *elf.File
+	syms  []Symbol // sorted by address
+	byNam map[string]int
+	symMu sync.Once
+
+	dwMu      sync.Mutex
+	dw        *dwarf.Data // over the CUs scanned so far (see types.go)
+	dwErr     error
+	info      []byte
+	scanned   int // bytes of .debug_info scanned for type names
+	cut       int // bytes of .debug_info dw covers
+	typeOff   map[string]dwarf.Offset
+	typeCache map[string]dwarf.Type
+}
+
+// Symbol is one ELF symbol of the vmlinux, at its link-time address.
+type Symbol struct {
+	Name string
+	Addr uint64
+	Size uint64
+	Type elf.SymType
+}
+
+// OpenVmlinux maps the vmlinux at path. Cost: the ELF headers only; symbols are
+// read on the first lookup (about 120k symbols, tens of milliseconds) and DWARF
+// is scanned unit by unit as types are asked for.
+func OpenVmlinux(path string) (v *Vmlinux, err error) {
+	fd, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fd.Close()
+	st, err := fd.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() < 64 || st.Size() > 1<<40 {
+		return nil, fmt.Errorf("%s: not a vmlinux (%d bytes)", path, st.Size())
+	}
+	data, err := syscall.Mmap(int(fd.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("%s: mmap: %w", path, err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s: malformed ELF: %v", path, p)
+		}
+		if err != nil {
+			syscall.Munmap(data)
+		}
+	}()
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if f.Machine != elf.EM_X86_64 || f.Class != elf.ELFCLASS64 {
+		return nil, fmt.Errorf("%s: not an x86-64 vmlinux", path)
+	}
+	return &Vmlinux{Path: path, data: data, f: f}, nil
+}
+
+// Close unmaps the file.
+func (v *Vmlinux) Close() error { return syscall.Munmap(v.data) }
+
+// section returns the bytes of a section in place, or nil.
+func (v *Vmlinux) section(name string) []byte {
+	s := v.f.Section(name)
+	if s == nil || s.Type == elf.SHT_NOBITS || s.Flags&elf.SHF_COMPRESSED != 0 {
+		return nil
+	}
+	if s.Offset > uint64(len(v.data)) || s.Size > uint64(len(v.data))-s.Offset {
+		return nil
+	}
+	return v.data[s.Offset : s.Offset+s.Size]
+}
+
+// SectionAddr returns a section's link address and bytes.
+func (v *Vmlinux) SectionAddr(name string) (uint64, []byte) {
+	s := v.f.Section(name)
+	if s == nil {
+		return 0, nil
+	}
+	return s.Addr, v.section(name)
+}
+
+// loadSymbols parses .symtab (Elf64_Sym: name u32, info u8, other u8, shndx
+// u16, value u64, size u64) straight from the mapping.
+func (v *Vmlinux) loadSymbols() {
+	v.symMu.Do(func() {
+		st := v.section(".symtab")
+		ss := v.f.Section(".symtab")
+		if st == nil || int(ss.Link) >= len(v.f.Sections) {
+			return
+		}
+		strs := v.section(v.f.Sections[ss.Link].Name)
+		le := binary.LittleEndian
+		v.syms = make([]Symbol, 0, len(st)/24)
+		for off := 24; off+24 <= len(st); off += 24 {
+			e := st[off:]
+			typ := elf.SymType(e[4] & 0xf)
+			if typ != elf.STT_FUNC && typ != elf.STT_OBJECT && typ != elf.STT_NOTYPE {
+				continue
+			}
+			shndx := le.Uint16(e[6:])
+			if shndx == 0 || shndx == uint16(elf.SHN_ABS) {
+				continue
+			}
+			no := le.Uint32(e)
+			if int(no) >= len(strs) {
+				continue
+			}
+			name := strs[no:]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			if len(name) == 0 || name[0] == '$' {
+				continue
+			}
+			v.syms = append(v.syms, Symbol{Name: string(name), Addr: le.Uint64(e[8:]), Size: le.Uint64(e[16:]), Type: typ})
+		}
+		sort.SliceStable(v.syms, func(i, j int) bool { return v.syms[i].Addr < v.syms[j].Addr })
+		v.byNam = make(map[string]int, len(v.syms))
+		for i, s := range v.syms {
+			if _, ok := v.byNam[s.Name]; !ok || s.Type == elf.STT_FUNC || s.Type == elf.STT_OBJECT {
+				if j, ok := v.byNam[s.Name]; !ok || v.syms[j].Type == elf.STT_NOTYPE {
+					v.byNam[s.Name] = i
+				}
+			}
+		}
+	})
+}
+
+// ErrNoSymbol is returned for names the vmlinux does not define.
+var ErrNoSymbol = errors.New("no such symbol")
+
+// Symbol returns the link-time address of name.
+func (v *Vmlinux) Symbol(name string) (Symbol, error) {
+	v.loadSymbols()
+	i, ok := v.byNam[name]
+	if !ok {
+		return Symbol{}, fmt.Errorf("%s: %w", name, ErrNoSymbol)
+	}
+	return v.syms[i], nil
+}
+
+// SymbolAt returns the symbol containing the link-time address addr: the last
+// symbol at or below it (preferring functions and objects), within its size
+// when it has one. Cost: a binary search.
+func (v *Vmlinux) SymbolAt(addr uint64) (Symbol, bool) {
+	v.loadSymbols()
+	i := sort.Search(len(v.syms), func(i int) bool { return v.syms[i].Addr > addr }) - 1
+	if i < 0 {
+		return Symbol{}, false
+	}
+	best := i
+	for j := i; j >= 0 && v.syms[j].Addr == v.syms[i].Addr; j-- {
+		if v.syms[j].Type == elf.STT_FUNC || v.syms[j].Type == elf.STT_OBJECT {
+			best = j
+		}
+	}
+	s := v.syms[best]
+	if s.Size != 0 && addr >= s.Addr+s.Size {
+		// Past the end of a sized symbol: only claim it when nothing else is closer.
+		if addr-s.Addr > 1<<20 {
+			return Symbol{}, false
+		}
+	}
+	return s, true
+}
+
+// Symbols returns all symbols sorted by address. The slice is shared: do not modify.
+func (v *Vmlinux) Symbols() []Symbol {
+	v.loadSymbols()
+	return v.syms
+}
