@@ -7,6 +7,10 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 )
 
+// ATT formats one decoded x86-64 instruction (raw: its bytes, pc: its address) as
+// objdump does; see att.
+func ATT(in *x86asm.Inst, raw []byte, pc uint64) string { return att(in, raw, pc) }
+
 // att formats an x86-64 instruction in AT&T syntax the way GNU objdump (binutils 2.40)
 // prints it, so output can be compared with objdump and decodecode line for line.
 // x86asm decodes; its own GNUSyntax differs from current objdump in mnemonics

@@ -34,7 +34,7 @@ func (b *Binary) debugSections() (map[string][]byte, error) {
 	b.secOnce.Do(func() {
 		b.secs = map[string][]byte{}
 		for _, n := range []string{".debug_info", ".debug_abbrev", ".debug_aranges", ".debug_line", ".debug_ranges",
-			".debug_str", ".debug_addr", ".debug_line_str", ".debug_str_offsets", ".debug_rnglists", ".debug_loclists"} {
+			".debug_str", ".debug_addr", ".debug_line_str", ".debug_str_offsets", ".debug_rnglists", ".debug_loclists", ".debug_loc"} {
 			d, err := b.section(n)
 			if err != nil {
 				b.secErr = err

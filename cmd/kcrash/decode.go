@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kcrash/kcrash/internal/decode"
+	"github.com/kcrash/kcrash/internal/disasm"
+	"github.com/kcrash/kcrash/internal/oops"
+)
+
+func init() {
+	register(&command{
+		name:     "decode",
+		synopsis: "symbolize, disassemble and explain the oopses in a log (vmlinux and .ko debug info)",
+		usage:    "kcrash decode [--vmlinux F] [--modules DIR] [--source DIR] [--json] [FILE|-]",
+		run:      runDecode,
+	})
+}
+
+func runDecode(env *cmdEnv, args []string) error {
+	c := commands["decode"]
+	fs := newFlagSet(env, c)
+	vmlinux := fs.String("vmlinux", "", "vmlinux with DWARF debug info (e.g. from the kernel's -dbg package)")
+	modules := fs.String("modules", "", "directory searched for the modules' .ko files with debug info")
+	source := fs.String("source", "", "kernel source tree, to print the faulting source line")
+	asJSON := fs.Bool("json", false, "print one JSON object {\"reports\":[…]} with the decoded reports")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	name := "-"
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return errUsage
+	}
+	if fs.NArg() == 1 {
+		name = fs.Arg(0)
+	}
+	data, err := readInput(env, name)
+	if err != nil {
+		return err
+	}
+	d, err := decode.New(decode.Options{Vmlinux: *vmlinux, ModulesDir: *modules})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	reports := oops.Parse(data)
+	var results []*decode.Result
+	for _, r := range reports {
+		results = append(results, d.Decode(r))
+	}
+	if *asJSON {
+		if results == nil {
+			results = []*decode.Result{}
+		}
+		out, err := json.Marshal(struct {
+			Reports []*decode.Result `json:"reports"`
+		}{results})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "%s\n", out)
+		return nil
+	}
+	w := bufio.NewWriter(env.stdout)
+	defer w.Flush()
+	if len(results) == 0 {
+		fmt.Fprintf(w, "%s: no kernel crash report found\n", name)
+	}
+	for i, res := range results {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		printDecoded(w, res, *source)
+	}
+	return nil
+}
+
+// printDecoded prints a report the way decode_stacktrace.sh does (each frame followed
+// by its source location, inlined callers marked [inline]), then the disassembly, the
+// registers and the explanation.
+func printDecoded(w io.Writer, res *decode.Result, source string) {
+	r := res.Report
+	fmt.Fprintf(w, "%s\n", r.Title)
+	fmt.Fprintf(w, "%s\n", r.Message)
+	if r.CPU != nil || r.Release != "" {
+		fmt.Fprintf(w, "CPU: %s PID: %s Comm: %s %s %s\n", intStr(r.CPU), intStr(r.PID), r.Comm, r.Release, r.Build)
+	}
+	if res.IP != nil {
+		fmt.Fprintf(w, "RIP: %s\n", r.IP.Raw)
+		printLocations(w, *res.IP)
+		if source != "" && len(res.IP.Locations) > 0 {
+			if line := sourceLine(source, res.IP.Locations[0].ShortFile(), res.IP.Locations[0].Line); line != "" {
+				fmt.Fprintf(w, "    | %s\n", line)
+			}
+		}
+	} else if r.IP != nil {
+		fmt.Fprintf(w, "RIP: %s\n", r.IP.Raw)
+	}
+	if len(res.Code) > 0 {
+		fmt.Fprintf(w, "Code:\n%s", indent(disasm.Format(res.Code), "  "))
+	} else if res.CodeErr != "" {
+		fmt.Fprintf(w, "Code: %s\n", res.CodeErr)
+	}
+	if len(r.Registers) > 0 {
+		fmt.Fprintf(w, "Registers:\n")
+		printRegisters(w, r.Registers)
+	}
+	if len(res.Frames) > 0 {
+		fmt.Fprintf(w, "Call Trace:\n")
+		sec := ""
+		for _, f := range res.Frames {
+			if f.Section != sec {
+				if sec != "" {
+					fmt.Fprintf(w, " </%s>\n", sec)
+				}
+				if f.Section != "" {
+					fmt.Fprintf(w, " <%s>\n", f.Section)
+				}
+				sec = f.Section
+			}
+			fmt.Fprintf(w, " %s\n", f.Raw)
+			printLocations(w, f)
+		}
+		if sec != "" {
+			fmt.Fprintf(w, " </%s>\n", sec)
+		}
+	}
+	if e := res.Explanation; e != nil {
+		fmt.Fprintf(w, "Explanation: %s\n", e.Summary)
+		for _, s := range e.Steps {
+			mark := "-"
+			if !s.Certain {
+				mark = "? (uncertain)"
+			}
+			fmt.Fprintf(w, "  %s %s\n", mark, s.Text)
+		}
+	}
+}
+
+func printLocations(w io.Writer, f decode.Frame) {
+	if f.Err != "" {
+		fmt.Fprintf(w, "    (%s)\n", f.Err)
+		return
+	}
+	for _, l := range f.Locations {
+		inl := ""
+		if l.Inlined {
+			inl = " [inline]"
+		}
+		fmt.Fprintf(w, "    %s (%s:%d)%s\n", l.Function, l.ShortFile(), l.Line, inl)
+	}
+}
+
+func intStr(p *int) string {
+	if p == nil {
+		return "?"
+	}
+	return fmt.Sprint(*p)
+}
+
+func indent(s, pre string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(s, "\n") {
+		if l != "" {
+			b.WriteString(pre + l)
+		}
+	}
+	return b.String()
+}
+
+func sourceLine(dir, file string, line int) string {
+	f, err := os.Open(filepath.Join(dir, file))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for n := 1; s.Scan(); n++ {
+		if n == line {
+			return strings.TrimSpace(s.Text())
+		}
+	}
+	return ""
+}

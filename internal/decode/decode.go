@@ -1,0 +1,226 @@
+// Package decode symbolizes, disassembles and explains an oops report: each frame to
+// file:line with its inline chain (vmlinux and module debug info), the Code: bytes to
+// instructions with the trapping one marked, and the fault explained.
+package decode
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/kcrash/kcrash/internal/disasm"
+	"github.com/kcrash/kcrash/internal/explain"
+	"github.com/kcrash/kcrash/internal/oops"
+	"github.com/kcrash/kcrash/internal/symbolize"
+)
+
+// Options says where debug info is.
+type Options struct {
+	Vmlinux    string // vmlinux with DWARF; "" to decode from the report alone
+	ModulesDir string // directory searched (recursively) for <module>.ko files
+}
+
+// Decoder holds opened debug info; it is safe for concurrent use and meant to be kept
+// (a long-running process decodes many reports with warm indexes).
+type Decoder struct {
+	opts    Options
+	vmlinux *symbolize.Binary
+
+	modOnce  sync.Once
+	modPaths map[string]string // module name (with _ for -) → path
+	mu       sync.Mutex
+	modules  map[string]*symbolize.Binary
+	modErrs  map[string]error
+}
+
+// New opens the vmlinux (when given). Modules are opened on first use.
+func New(opts Options) (*Decoder, error) {
+	d := &Decoder{opts: opts, modules: map[string]*symbolize.Binary{}, modErrs: map[string]error{}}
+	if opts.Vmlinux != "" {
+		b, err := symbolize.Open(opts.Vmlinux)
+		if err != nil {
+			return nil, err
+		}
+		d.vmlinux = b
+	}
+	return d, nil
+}
+
+// Close releases the opened files.
+func (d *Decoder) Close() error {
+	if d.vmlinux != nil {
+		d.vmlinux.Close()
+	}
+	for _, m := range d.modules {
+		m.Close()
+	}
+	return nil
+}
+
+// Vmlinux returns the opened vmlinux, or nil.
+func (d *Decoder) Vmlinux() *symbolize.Binary { return d.vmlinux }
+
+func modKey(name string) string { return strings.ReplaceAll(name, "-", "_") }
+
+// Module returns the debug info of a loaded module, searched by name under ModulesDir.
+func (d *Decoder) Module(name string) (*symbolize.Binary, error) {
+	if d.opts.ModulesDir == "" {
+		return nil, fmt.Errorf("module %s: no --modules directory given", name)
+	}
+	d.modOnce.Do(func() {
+		d.modPaths = map[string]string{}
+		filepath.WalkDir(d.opts.ModulesDir, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			n := e.Name()
+			for _, ext := range []string{".ko", ".ko.debug", ".ko.dbg"} {
+				if strings.HasSuffix(n, ext) && !e.IsDir() {
+					k := modKey(strings.TrimSuffix(n, ext))
+					if _, dup := d.modPaths[k]; !dup {
+						d.modPaths[k] = p
+					}
+				}
+			}
+			return nil
+		})
+	})
+	k := modKey(name)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if b, ok := d.modules[k]; ok {
+		return b, nil
+	}
+	if err, ok := d.modErrs[k]; ok {
+		return nil, err
+	}
+	p, ok := d.modPaths[k]
+	if !ok {
+		err := fmt.Errorf("module %s: no %s.ko under %s", name, name, d.opts.ModulesDir)
+		d.modErrs[k] = err
+		return nil, err
+	}
+	b, err := symbolize.Open(p)
+	if err != nil {
+		d.modErrs[k] = err
+		return nil, err
+	}
+	d.modules[k] = b
+	return b, nil
+}
+
+// Frame is a report frame with its source locations.
+type Frame struct {
+	oops.Frame
+	// Addr is the address looked up: for return addresses (call-trace frames) one byte
+	// before the return address, so the line is the call's, not the next statement's.
+	LookupAddr uint64               `json:"lookup_addr,omitempty"`
+	Binary     string               `json:"binary,omitempty"`
+	Locations  []symbolize.Location `json:"locations,omitempty"` // innermost first
+	Err        string               `json:"error,omitempty"`
+}
+
+// Result is a decoded report.
+type Result struct {
+	Report      *oops.Report         `json:"report"`
+	IP          *Frame               `json:"ip,omitempty"`
+	Frames      []Frame              `json:"frames"`
+	Code        []disasm.Inst        `json:"code,omitempty"`
+	CodeErr     string               `json:"code_error,omitempty"`
+	Explanation *explain.Explanation `json:"explanation,omitempty"`
+}
+
+// binaryFor returns the debug info for a frame's module ("" = vmlinux).
+func (d *Decoder) binaryFor(module string) (*symbolize.Binary, error) {
+	if module != "" {
+		return d.Module(module)
+	}
+	if d.vmlinux == nil {
+		return nil, errors.New("no vmlinux given")
+	}
+	return d.vmlinux, nil
+}
+
+// Symbolize looks one frame up; ret says the frame's address is a return address.
+func (d *Decoder) Symbolize(f oops.Frame, ret bool) Frame {
+	out := Frame{Frame: f}
+	if f.Func == "" {
+		out.Err = "no symbol in frame"
+		return out
+	}
+	b, err := d.binaryFor(f.Module)
+	if err != nil {
+		out.Err = err.Error()
+		return out
+	}
+	out.Binary = b.Path
+	addr, _, err := b.Resolve(f.Func, f.Offset, f.Size)
+	if err != nil {
+		out.Err = err.Error()
+		return out
+	}
+	if ret && f.Offset > 0 {
+		addr--
+	}
+	out.LookupAddr = addr
+	locs, err := b.Locate(addr)
+	if err != nil {
+		out.Err = err.Error()
+		return out
+	}
+	out.Locations = locs
+	return out
+}
+
+// Decode symbolizes every frame, disassembles the Code bytes and explains the fault.
+// Missing debug info is not an error: the result says what could not be looked up.
+func (d *Decoder) Decode(r *oops.Report) *Result {
+	res := &Result{Report: r}
+	if r.IP != nil && r.IP.Func != "" && (d.vmlinux != nil || r.IP.Module != "" && d.opts.ModulesDir != "") {
+		f := d.Symbolize(*r.IP, false)
+		res.IP = &f
+	}
+	for _, f := range r.Frames {
+		if d.vmlinux == nil && (f.Module == "" || d.opts.ModulesDir == "") {
+			res.Frames = append(res.Frames, Frame{Frame: f})
+			continue
+		}
+		res.Frames = append(res.Frames, d.Symbolize(f, true))
+	}
+	if r.Code != nil && r.Code.Trap >= 0 && len(r.Code.Bytes) > 0 {
+		var err error
+		trapAddr := uint64(0)
+		if r.IP != nil {
+			trapAddr = r.IP.Addr
+			if r.Registers != nil && r.Registers["RIP"] != 0 {
+				trapAddr = r.Registers["RIP"]
+			}
+		}
+		if r.Arch == "arm64" || r.Code.TrapLen == 4 {
+			res.Code, err = disasm.ARM64(r.Code.Bytes, r.Code.Trap, trapAddr)
+		} else {
+			res.Code, err = disasm.X86(r.Code.Bytes, r.Code.Trap, trapAddr, nil)
+		}
+		if err != nil {
+			res.CodeErr = err.Error()
+		}
+	}
+	var dbg *explain.Debug
+	if res.IP != nil && res.IP.LookupAddr != 0 {
+		if b, err := d.binaryFor(r.IP.Module); err == nil {
+			dbg = &explain.Debug{Binary: b, PC: res.IP.LookupAddr}
+		}
+	}
+	res.Explanation = explain.Explain(r, res.Code, dbg)
+	return res
+}
+
+// exists reports whether a path exists.
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
