@@ -1,0 +1,127 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+
+	"github.com/kcrash/kcrash/internal/oops"
+	"github.com/kcrash/kcrash/internal/store"
+)
+
+// capture is one host's lines around a report, ready to parse.
+type capture struct {
+	host, release string
+	at            time.Time
+	text          []byte
+}
+
+func (c *Collector) analyzer() {
+	defer close(c.queue)
+	for cp := range c.analyze {
+		c.analyzeCapture(cp)
+	}
+}
+
+// analyzeCapture parses a capture and queues its reports for the store.
+func (c *Collector) analyzeCapture(cp capture) {
+	for _, r := range oops.Parse(cp.text) {
+		sr := c.storeReport(cp, r)
+		select {
+		case c.queue <- sr:
+			c.Stats.Queued.Add(1)
+		default:
+			c.Stats.QueueDrops.Add(1)
+		}
+	}
+}
+
+// reportKey identifies a report for de-duplication: its host and its first lines as
+// received (timestamps included), so a replayed or re-imported report has the same
+// key while two crashes of one boot never do.
+func reportKey(host string, raw []byte) string {
+	h := sha256.New()
+	h.Write([]byte(host))
+	h.Write([]byte{0})
+	n := 0
+	for i := 0; i < 3; i++ {
+		j := bytes.IndexByte(raw[n:], '\n')
+		if j < 0 {
+			n = len(raw)
+			break
+		}
+		n += j + 1
+	}
+	h.Write(raw[:n])
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func (c *Collector) storeReport(cp capture, r *oops.Report) *store.Report {
+	start, end := max(0, min(r.Start, len(cp.text))), max(0, min(r.End, len(cp.text)))
+	// Start at the beginning of the report's first line.
+	if i := bytes.LastIndexByte(cp.text[:start], '\n'); i >= 0 {
+		start = i + 1
+	} else {
+		start = 0
+	}
+	if end < start {
+		end = start
+	}
+	ctxStart := max(0, start-c.o.ContextBytes)
+	if i := bytes.IndexByte(cp.text[ctxStart:start], '\n'); ctxStart > 0 && i >= 0 {
+		ctxStart += i + 1
+	}
+	release := r.Release
+	if release == "" {
+		release = cp.release
+	}
+	parsed, _ := json.Marshal(r)
+	return &store.Report{
+		Key:  reportKey(cp.host, cp.text[start:end]),
+		Host: cp.host, Time: cp.at, Kind: string(r.Kind), Title: r.Title, Signature: r.Signature,
+		Release: release, Corrupted: r.Corrupted, Panicked: r.Panicked,
+		Text: string(cp.text[start:end]), Context: string(cp.text[ctxStart:start]), Parsed: parsed,
+	}
+}
+
+// writer stores queued reports, retrying with backoff while the store fails; when
+// ctx ends, what is left is counted as lost.
+func (c *Collector) writer(ctx context.Context) {
+	for r := range c.queue {
+		c.Stats.Queued.Add(-1)
+		if c.o.Store == nil {
+			continue
+		}
+		backoff := 50 * time.Millisecond
+		for {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			id, created, err := c.o.Store.SaveReport(sctx, r)
+			cancel()
+			if err == nil {
+				if created {
+					r.ID = id
+					c.Stats.Reports.Add(1)
+					if c.notify != nil {
+						c.notify(r)
+					}
+				} else {
+					c.Stats.Duplicates.Add(1)
+				}
+				break
+			}
+			c.Stats.StoreErrors.Add(1)
+			select {
+			case <-ctx.Done():
+				c.Stats.QueueDrops.Add(1)
+			case <-time.After(backoff):
+				c.Stats.StoreRetries.Add(1)
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			}
+			break
+		}
+	}
+}

@@ -1,0 +1,458 @@
+// Package collector is kcrash serve's pipeline: netconsole datagrams (or imported
+// console logs) become per-host console lines; each host keeps a short context of
+// recent lines and a raw log on disk; a line the oops detector recognises starts a
+// capture, which is parsed into reports once stable (the panic's end marker, the
+// host going quiet, or enough unrelated lines), and every report is stored with the
+// lines before it and counted in its signature's group.
+//
+// Memory is bounded per host (context, capture, unwritten log, reorder window) and
+// in total (the host count, the capture budget and the store queue); what does not
+// fit is dropped and counted, never allowed to grow.
+package collector
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kcrash/kcrash/internal/netconsole"
+	"github.com/kcrash/kcrash/internal/oops"
+	"github.com/kcrash/kcrash/internal/store"
+)
+
+// Options configure a Collector. Zero values pick the defaults.
+type Options struct {
+	Store store.Store
+	// LogDir keeps each host's raw console log (HOST.log, rotated to HOST.log.1 at
+	// LogMaxBytes, default 8 MiB); empty keeps none.
+	LogDir      string
+	LogMaxBytes int64
+	// ContextBytes is how much of the log before a report is kept with it (8 KiB).
+	ContextBytes int
+	// Quiet is how long a host must be silent before its capture is parsed (300 ms).
+	Quiet time.Duration
+	// MaxCapture bounds one capture (256 KiB); CaptureBudget all of them (256 MiB).
+	MaxCapture    int
+	CaptureBudget int64
+	// MaxHosts bounds the hosts held in memory (100,000); datagrams from more are dropped.
+	MaxHosts int
+	// Allow limits netconsole sources to these networks; empty allows all.
+	Allow []netip.Prefix
+	// Queue bounds the reports waiting for the store (10,000).
+	Queue int
+	// Stream tunes each host's netconsole decoding.
+	Stream netconsole.StreamOptions
+	// Shards is the number of host tables (one per receiving socket; default 1).
+	Shards int
+}
+
+func (o *Options) fill() {
+	if o.LogMaxBytes <= 0 {
+		o.LogMaxBytes = 8 << 20
+	}
+	if o.ContextBytes <= 0 {
+		o.ContextBytes = 8 << 10
+	}
+	if o.Quiet <= 0 {
+		o.Quiet = 300 * time.Millisecond
+	}
+	if o.MaxCapture <= 0 {
+		o.MaxCapture = 256 << 10
+	}
+	if o.CaptureBudget <= 0 {
+		o.CaptureBudget = 256 << 20
+	}
+	if o.MaxHosts <= 0 {
+		o.MaxHosts = 100_000
+	}
+	if o.Queue <= 0 {
+		o.Queue = 10_000
+	}
+	if o.Shards <= 0 {
+		o.Shards = 1
+	}
+}
+
+// Stats are the collector's counters, as /metrics shows them.
+type Stats struct {
+	Packets, Bytes, Lines     atomic.Uint64
+	BadPackets, Denied        atomic.Uint64 // malformed or truncated; from a source not allowed
+	Dropped                   atomic.Uint64 // datagrams from hosts beyond MaxHosts
+	Hosts                     atomic.Int64
+	Reports, Duplicates       atomic.Uint64 // stored; received again and not stored
+	QueueDrops, LogDrops      atomic.Uint64 // reports lost to a full store queue; log bytes lost
+	StoreErrors, StoreRetries atomic.Uint64
+	Gaps, Dups, Reboots       atomic.Uint64
+	CaptureBytes              atomic.Int64
+	Queued                    atomic.Int64
+}
+
+// Collector runs the pipeline. HandleBatch (the netconsole.Handler) and Ingest feed
+// it; Run drives its timers and store writer until the context ends.
+type Collector struct {
+	o      Options
+	Stats  Stats
+	shards []*shard
+	byID   sync.Map // host id → *host
+
+	analyze chan capture
+	queue   chan *store.Report
+	notify  func(*store.Report)
+	subs    subscribers
+	logs    *logWriter
+	wg      sync.WaitGroup
+	closed  chan struct{}
+}
+
+type shard struct {
+	mu    sync.Mutex
+	hosts map[netip.AddrPort]*host
+	named map[string]*host // imported logs, by name
+}
+
+// host is one source's state, guarded by its shard's mutex.
+type host struct {
+	id       string
+	sh       *shard
+	stream   *netconsole.Stream
+	ctx      []byte // the last lines, at most about 2×ContextBytes
+	capture  []byte // nil unless a report is being captured
+	capStart time.Time
+	quietFor int  // lines since the last detected line
+	ready    bool // the capture is complete (end marker, size)
+	lastLine time.Time
+	lastSeen time.Time
+	boot     time.Time
+	dirty    bool // lastSeen/boot not yet told to the store
+	name     string
+	release  string
+	log      []byte // not yet written to the raw log
+	tailing  atomic.Bool
+}
+
+// New returns a collector; call Run to start its background work.
+func New(o Options) *Collector {
+	o.fill()
+	c := &Collector{o: o, analyze: make(chan capture, 1024), queue: make(chan *store.Report, o.Queue), closed: make(chan struct{})}
+	for range o.Shards {
+		c.shards = append(c.shards, &shard{hosts: map[netip.AddrPort]*host{}, named: map[string]*host{}})
+	}
+	if o.LogDir != "" {
+		c.logs = newLogWriter(o.LogDir, o.LogMaxBytes)
+	}
+	return c
+}
+
+// OnReport sets a function called (from the store writer) with each newly stored report.
+func (c *Collector) OnReport(f func(*store.Report)) { c.notify = f }
+
+func (c *Collector) allowed(a netip.Addr) bool {
+	if len(c.o.Allow) == 0 {
+		return true
+	}
+	for _, p := range c.o.Allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// HandleBatch takes a batch of datagrams from one socket; it is a netconsole.Handler.
+//
+// A host belongs to the shard its source address hashes to, whichever socket its
+// datagrams arrive on; a batch locks each shard once.
+func (c *Collector) HandleBatch(socket int, now time.Time, pkts []netconsole.Packet) {
+	if len(c.shards) == 1 {
+		c.handleShard(c.shards[0], now, pkts, -1)
+		return
+	}
+	for i := range c.shards {
+		c.handleShard(c.shards[i], now, pkts, i)
+	}
+}
+
+func shardOf(a netip.AddrPort, n int) int {
+	b := a.Addr().As16()
+	h := uint32(2166136261)
+	for _, c := range b[12:] {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	h = (h ^ uint32(a.Port())) * 16777619
+	return int(h % uint32(n))
+}
+
+// handleShard handles the packets of one shard (all of them when only is -1).
+func (c *Collector) handleShard(sh *shard, now time.Time, pkts []netconsole.Packet, only int) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	var bytes, n uint64
+	for i := range pkts {
+		p := &pkts[i]
+		if only >= 0 && shardOf(p.From, len(c.shards)) != only {
+			continue
+		}
+		n++
+		bytes += uint64(len(p.Data))
+		if !c.allowed(p.From.Addr()) {
+			c.Stats.Denied.Add(1)
+			continue
+		}
+		if p.Truncated {
+			c.Stats.BadPackets.Add(1)
+			continue
+		}
+		h := sh.hosts[p.From]
+		if h == nil {
+			if h = c.newHost(sh, p.From.String()); h == nil {
+				continue
+			}
+			sh.hosts[p.From] = h
+		}
+		c.push(h, p.Data, now)
+	}
+	c.Stats.Packets.Add(n)
+	c.Stats.Bytes.Add(bytes)
+}
+
+func (c *Collector) newHost(sh *shard, id string) *host {
+	if c.Stats.Hosts.Load() >= int64(c.o.MaxHosts) {
+		c.Stats.Dropped.Add(1)
+		return nil
+	}
+	c.Stats.Hosts.Add(1)
+	h := &host{id: id, sh: sh, stream: netconsole.NewStream(c.o.Stream)}
+	c.byID.Store(id, h)
+	return h
+}
+
+// push runs one datagram of h through its stream; the shard lock is held.
+func (c *Collector) push(h *host, p []byte, now time.Time) {
+	before := h.stream.Stats
+	h.stream.Push(p, now, func(line []byte, ev netconsole.Event) { c.line(h, line, ev, now) })
+	c.account(h, before)
+	h.lastSeen, h.dirty = now, true
+}
+
+func (c *Collector) account(h *host, before netconsole.StreamStats) {
+	st := h.stream.Stats
+	if d := st.Bad - before.Bad; d > 0 {
+		c.Stats.BadPackets.Add(d)
+	}
+	if d := st.Gaps - before.Gaps; d > 0 {
+		c.Stats.Gaps.Add(d)
+	}
+	if d := st.Dups - before.Dups; d > 0 {
+		c.Stats.Dups.Add(d)
+	}
+	if h.stream.Hostname != "" {
+		h.name = h.stream.Hostname
+	}
+	if h.stream.Release != "" {
+		h.release = h.stream.Release
+	}
+}
+
+var (
+	endPanic = []byte("---[ end Kernel panic")
+	linuxVer = []byte("Linux version ")
+)
+
+// laterLines is how many lines without a detected report line complete a capture.
+const laterLines = 300
+
+// maxLog bounds a host's unwritten raw log; more is dropped until the writer runs.
+const maxLog = 256 << 10
+
+// line takes one console line of h, newline included; the shard lock is held.
+func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Time) {
+	c.Stats.Lines.Add(1)
+	if ev == netconsole.EventReboot {
+		c.Stats.Reboots.Add(1)
+		h.boot = now
+		c.finish(h) // what the last boot said is complete now
+	}
+	if h.stream.Release == "" && bytes.Contains(line, linuxVer) {
+		if f := bytes.Fields(line[bytes.Index(line, linuxVer)+len(linuxVer):]); len(f) > 0 {
+			h.release = string(f[0])
+		}
+	}
+	h.lastLine = now
+	if c.logs != nil {
+		if len(h.log)+len(line) <= maxLog {
+			h.log = append(h.log, line...)
+		} else {
+			c.Stats.LogDrops.Add(uint64(len(line)))
+		}
+	}
+	if h.tailing.Load() {
+		c.subs.send(h.id, line)
+	}
+	if h.capture != nil {
+		if len(h.capture)+len(line) > c.o.MaxCapture || c.Stats.CaptureBytes.Load() > c.o.CaptureBudget {
+			h.ready = true
+			return
+		}
+		h.capture = append(h.capture, line...)
+		c.Stats.CaptureBytes.Add(int64(len(line)))
+		if oops.Detect(line) {
+			h.quietFor = 0
+		} else if h.quietFor++; h.quietFor >= laterLines {
+			h.ready = true
+		}
+		if bytes.Contains(line, endPanic) {
+			h.ready = true
+		}
+		return
+	}
+	h.ctx = append(h.ctx, line...)
+	if oops.Detect(line) {
+		h.capture = append(make([]byte, 0, 2*len(h.ctx)+4096), h.ctx...)
+		c.Stats.CaptureBytes.Add(int64(len(h.capture)))
+		h.capStart, h.quietFor, h.ready = now, 0, false
+		h.ctx = h.ctx[:0]
+		return
+	}
+	if len(h.ctx) > 2*c.o.ContextBytes {
+		cut := len(h.ctx) - c.o.ContextBytes
+		if i := bytes.IndexByte(h.ctx[cut:], '\n'); i >= 0 {
+			cut += i + 1
+		}
+		h.ctx = append(h.ctx[:0], h.ctx[cut:]...)
+	}
+}
+
+// finish sends h's capture to the analyzer; the shard lock is held.
+func (c *Collector) finish(h *host) {
+	if h.capture == nil {
+		return
+	}
+	cp := capture{host: h.id, release: h.release, at: h.capStart, text: h.capture}
+	c.Stats.CaptureBytes.Add(-int64(len(h.capture)))
+	h.capture, h.ready, h.quietFor = nil, false, 0
+	select {
+	case c.analyze <- cp:
+	default:
+		// The analyzer is behind: parse here rather than lose the report.
+		c.analyzeCapture(cp)
+	}
+}
+
+// tick releases held records, completes quiet captures and collects the hosts
+// whose last contact the store has not heard of.
+func (c *Collector) tick(now time.Time, seen *[]store.HostSeen, logs *[]logChunk) {
+	for _, sh := range c.shards {
+		sh.mu.Lock()
+		visit := func(h *host) {
+			if h.stream.Pending() {
+				before := h.stream.Stats
+				h.stream.Tick(now, func(line []byte, ev netconsole.Event) { c.line(h, line, ev, now) })
+				c.account(h, before)
+			}
+			if h.capture != nil && (h.ready || now.Sub(h.lastLine) >= c.o.Quiet) {
+				c.finish(h)
+			}
+			if seen != nil && h.dirty {
+				*seen = append(*seen, store.HostSeen{ID: h.id, Name: h.name, Release: h.release, Seen: h.lastSeen, Boot: h.boot})
+				h.dirty = false
+			}
+			if logs != nil && len(h.log) > 0 {
+				*logs = append(*logs, logChunk{host: h.id, data: h.log})
+				h.log = nil
+			}
+		}
+		for _, h := range sh.hosts {
+			visit(h)
+		}
+		for _, h := range sh.named {
+			visit(h)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// Run drives the collector until ctx ends: every 20 ms it completes captures and
+// releases held records; every second it writes raw logs and tells the store which
+// hosts were heard from; the store writer retries until the store answers. When ctx
+// ends it completes every capture and drains the queue (for at most drain).
+func (c *Collector) Run(ctx context.Context, drain time.Duration) {
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.analyzer() }()
+	storeCtx, stopStore := context.WithCancel(context.Background())
+	go func() { defer c.wg.Done(); c.writer(storeCtx) }()
+	fast := time.NewTicker(20 * time.Millisecond)
+	slow := time.NewTicker(time.Second)
+	defer fast.Stop()
+	defer slow.Stop()
+	var seen []store.HostSeen
+	var logs []logChunk
+	flush := func(now time.Time) {
+		seen, logs = seen[:0], logs[:0]
+		c.tick(now, &seen, &logs)
+		if c.logs != nil {
+			c.logs.write(logs)
+		}
+		if len(seen) > 0 && c.o.Store != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := c.o.Store.SeeHosts(sctx, seen); err != nil {
+				c.Stats.StoreErrors.Add(1)
+				c.redirty(seen)
+			}
+			cancel()
+		}
+	}
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case now := <-fast.C:
+			c.tick(now, nil, nil)
+		case now := <-slow.C:
+			flush(now)
+		}
+	}
+	// Complete everything and drain.
+	for _, sh := range c.shards {
+		sh.mu.Lock()
+		for _, h := range sh.hosts {
+			h.stream.Flush(func(line []byte, ev netconsole.Event) { c.line(h, line, ev, time.Now()) })
+			c.finish(h)
+		}
+		for _, h := range sh.named {
+			c.finish(h)
+		}
+		sh.mu.Unlock()
+	}
+	flush(time.Now())
+	close(c.analyze)
+	timer := time.AfterFunc(drain, stopStore)
+	c.wg.Wait()
+	timer.Stop()
+	stopStore()
+	close(c.closed)
+}
+
+// Done is closed once Run has returned from draining.
+func (c *Collector) Done() <-chan struct{} { return c.closed }
+
+func (c *Collector) redirty(seen []store.HostSeen) {
+	for _, s := range seen {
+		if v, ok := c.byID.Load(s.ID); ok {
+			h := v.(*host)
+			h.sh.mu.Lock()
+			h.dirty = true
+			h.sh.mu.Unlock()
+		}
+	}
+}
+
+// HostIDs returns the ids of the hosts in memory (for the live tail's host list).
+func (c *Collector) HostIDs() []string {
+	var out []string
+	c.byID.Range(func(k, _ any) bool { out = append(out, k.(string)); return true })
+	return out
+}
