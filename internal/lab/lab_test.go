@@ -338,3 +338,28 @@ func TestQEMUArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneOtherMatrices: only other ABIs' matrices go; the current one, reached
+// through the "current" symlink too, stays.
+func TestPruneOtherMatrices(t *testing.T) {
+	root := t.TempDir()
+	for _, abi := range []string{"6.1.0-55-cloud-amd64", "6.1.0-56-cloud-amd64"} {
+		os.MkdirAll(filepath.Join(root, abi, "matrix"), 0o755)
+		os.WriteFile(filepath.Join(root, abi, "setup.json"), []byte("{}"), 0o644)
+		os.WriteFile(filepath.Join(root, abi, "matrix", ManifestName), []byte("{}"), 0o644)
+	}
+	k := &Kernel{Dir: filepath.Join(root, "6.1.0-56-cloud-amd64")}
+	if err := setCurrent(root, k); err != nil {
+		t.Fatal(err)
+	}
+	pruneOtherMatrices(&Config{Dir: root}, k)
+	if _, err := os.Stat(filepath.Join(root, "current", "matrix", ManifestName)); err != nil {
+		t.Errorf("the current matrix went: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "6.1.0-55-cloud-amd64", "matrix")); !os.IsNotExist(err) {
+		t.Errorf("the old ABI's matrix stayed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "6.1.0-55-cloud-amd64", "setup.json")); err != nil {
+		t.Errorf("the old ABI's kernel files went: %v", err)
+	}
+}

@@ -522,10 +522,18 @@ func expectedSeconds(t Trigger) float64 {
 // other kernel ABIs in the cache once this ABI has a complete one; their kernel
 // files (about 700 MB) stay. Errors are reported, not returned: pruning is tidying.
 func pruneOtherMatrices(cfg *Config, k *Kernel) {
+	self, err := filepath.EvalSymlinks(k.Dir)
+	if err != nil {
+		return
+	}
 	stamps, _ := filepath.Glob(filepath.Join(cfg.Dir, "*", "setup.json"))
 	for _, s := range stamps {
 		dir := filepath.Dir(s)
-		if dir == k.Dir {
+		// "current" is a symlink to an ABI directory, maybe this one.
+		if st, err := os.Lstat(dir); err != nil || st.Mode()&os.ModeSymlink != 0 {
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(dir); err != nil || real == self {
 			continue
 		}
 		old := filepath.Join(dir, "matrix")
