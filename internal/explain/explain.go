@@ -142,7 +142,7 @@ func explainBug(e *Explanation, r *oops.Report, trap *disasm.Inst) {
 	if r.Source != "" {
 		e.add(true, "BUG() at %s", r.Source)
 	}
-	for _, l := range strings.Split(r.Text, "\n") {
+	for _, l := range append(r.Context, strings.Split(r.Text, "\n")...) {
 		if strings.Contains(l, "list_add corruption") || strings.Contains(l, "list_del corruption") {
 			e.add(true, "the list debugging check reported: %s", strings.TrimSpace(l))
 		}

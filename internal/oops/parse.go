@@ -106,12 +106,13 @@ func build(text []byte, ols []oopsLine, idx, tail int, scratch *[]byte) *Report 
 	// (titling drops them).
 	lines := spanLines(text, ol.pos, rt.spanEnd)
 	r.Message = strings.TrimSpace(lines[0])
+	r.Context = contextBefore(text, ol.pos, 5)
 	r.Text = strings.Join(lines, "\n")
 	fill(r, lines)
 	if rt.panicMsg != "" {
 		r.Panicked, r.PanicMsg = true, rt.panicMsg
 	}
-	refineKind(r, lines)
+	refineKind(r, append(r.Context, lines...))
 	if r.Registers == nil {
 		r.Registers = map[string]uint64{}
 	}
@@ -141,6 +142,24 @@ func spanLines(text []byte, start, end int) []string {
 			out = append(out, span[pos-start+n:e-start])
 		}
 		pos = e + 1
+	}
+	return out
+}
+
+// contextBefore returns up to n non-empty lines before pos that share its printk
+// context, oldest first, with console prefixes removed.
+func contextBefore(text []byte, pos, n int) []string {
+	ctx, _ := lineContext(text[pos:lineEnd(text, pos)])
+	var out []string
+	for end, seen := pos-1, 0; end > 0 && len(out) < n && seen < 10*n; seen++ {
+		start := bytes.LastIndexByte(text[:end], '\n') + 1
+		line := text[start:end]
+		end = start - 1
+		lctx, k := lineContext(line)
+		if lctx != ctx || len(bytes.TrimSpace(line[k:])) == 0 {
+			continue
+		}
+		out = append([]string{string(line[k:])}, out...)
 	}
 	return out
 }

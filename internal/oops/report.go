@@ -88,6 +88,10 @@ type Report struct {
 	Panicked  bool              `json:"panicked"`           // the log went on to "Kernel panic - not syncing"
 	PanicMsg  string            `json:"panic_message,omitempty"`
 
+	// Context holds up to 5 lines printed just before the report in the same printk
+	// context (e.g. "list_add corruption. prev->next should be next …" before its BUG).
+	Context []string `json:"context,omitempty"`
+
 	// Start and End are the byte span of the report in the input; Text is that span
 	// with log prefixes removed.
 	Start int    `json:"start"`
