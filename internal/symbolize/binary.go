@@ -69,13 +69,14 @@ func Open(path string) (b *Binary, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b = &Binary{Path: path, file: f, cus: map[dwarf.Offset]*unit{}}
+	bin := &Binary{Path: path, file: f, cus: map[dwarf.Offset]*unit{}}
+	b = bin
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%s: malformed ELF: %v", path, r)
 		}
 		if err != nil {
-			b.Close()
+			bin.Close()
 			b = nil
 		}
 	}()
@@ -275,4 +276,26 @@ func (b *Binary) Text(addr, size uint64) ([]byte, error) {
 		return buf, nil
 	}
 	return nil, fmt.Errorf("%s: address %#x is in no section", b.Path, addr)
+}
+
+// SectionFor returns the name and start address of the allocated section holding addr
+// (for a .ko, in this package's layout), for tools that take section-relative offsets
+// (addr2line -j).
+func (b *Binary) SectionFor(addr uint64) (name string, base uint64, ok bool) {
+	for i, s := range b.elf.Sections {
+		if s.Flags&elf.SHF_ALLOC == 0 {
+			continue
+		}
+		base := s.Addr
+		if b.Relocatable {
+			var in bool
+			if base, in = b.secBase[i]; !in {
+				continue
+			}
+		}
+		if addr >= base && addr < base+s.Size {
+			return s.Name, base, true
+		}
+	}
+	return "", 0, false
 }

@@ -3,6 +3,7 @@ package symbolize
 import (
 	"debug/dwarf"
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -12,6 +13,7 @@ type unit struct {
 	entry *dwarf.Entry
 	lines *dwarf.LineReader
 	files []*dwarf.LineFile
+	rows  []lineRow // every row of the line table, sorted by address
 	// scopes are the unit's functions, inlined calls and lexical blocks as a tree.
 	scopes []*scope
 }
@@ -101,6 +103,7 @@ func (b *Binary) loadUnit(off dwarf.Offset) (u *unit, err error) {
 	}
 	if u.lines != nil {
 		u.files = u.lines.Files()
+		u.rows = readRows(u.lines)
 	}
 	if !cu.Children {
 		return u, nil
@@ -221,15 +224,7 @@ func (b *Binary) Locate(pc uint64) ([]Location, error) {
 	if err != nil {
 		return nil, err
 	}
-	file, line := "", 0
-	if u.lines != nil {
-		b.mu.Lock()
-		var le dwarf.LineEntry
-		if err := u.lines.SeekPC(pc, &le); err == nil && le.File != nil {
-			file, line = le.File.Name, le.Line
-		}
-		b.mu.Unlock()
-	}
+	file, line := u.lineAt(pc)
 	var fns []*scope
 	for _, s := range chain(u.scopes, pc) {
 		if s.tag != dwarf.TagLexDwarfBlock {
@@ -251,6 +246,45 @@ func (b *Binary) Locate(pc uint64) ([]Location, error) {
 		file, line = u.fileName(s.callFile), int(s.callLine)
 	}
 	return out, nil
+}
+
+// lineRow is one row of a line table.
+type lineRow struct {
+	addr   uint64
+	file   *dwarf.LineFile
+	line   int
+	endSeq bool
+}
+
+// readRows reads a whole line table. Sequences (one per section a unit has code in)
+// come in any order, so rows are sorted by address; debug/dwarf's SeekPC assumes the
+// first sequence has the lowest address and misses the others.
+func readRows(lr *dwarf.LineReader) []lineRow {
+	var rows []lineRow
+	var e dwarf.LineEntry
+	for len(rows) < 1<<24 {
+		if err := lr.Next(&e); err != nil {
+			break
+		}
+		rows = append(rows, lineRow{addr: e.Address, file: e.File, line: e.Line, endSeq: e.EndSequence})
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		if rows[i].addr != rows[j].addr {
+			return rows[i].addr < rows[j].addr
+		}
+		return rows[i].endSeq && !rows[j].endSeq // a sequence ending where another starts
+	})
+	return rows
+}
+
+// lineAt returns the file and line of pc: the last row at or before pc, unless that
+// row ends a sequence (pc is in a gap).
+func (u *unit) lineAt(pc uint64) (string, int) {
+	i := sort.Search(len(u.rows), func(i int) bool { return u.rows[i].addr > pc }) - 1
+	if i < 0 || u.rows[i].endSeq || u.rows[i].file == nil {
+		return "", 0
+	}
+	return u.rows[i].file.Name, u.rows[i].line
 }
 
 func (u *unit) fileName(i int64) string {
