@@ -43,6 +43,9 @@ type Kernel struct {
 	cacheMu sync.Mutex
 	pages   map[uint64][]byte // physical page cache
 	tlb     map[uint64]uint64 // virtual page -> physical page
+	modules []*Module
+	orcOnce sync.Once
+	orc     *orcTable
 }
 
 // Open opens a vmlinux and a dump and finds the kernel. Cost: the dump's

@@ -196,3 +196,6 @@ func (v *Vmlinux) Symbols() []Symbol {
 	v.loadSymbols()
 	return v.syms
 }
+
+// Sections returns the vmlinux's ELF section headers.
+func (v *Vmlinux) Sections() []*elf.Section { return v.f.Sections }

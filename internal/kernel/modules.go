@@ -1,0 +1,158 @@
+package kernel
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+)
+
+// Module is one loaded module (include/linux/module.h: struct module).
+type Module struct {
+	Addr uint64 // the struct module
+	Name string
+	Base uint64 // core_layout.base (6.1) or mem[MOD_TEXT].base (6.4+)
+	Size uint64
+	// ORC tables (mod_arch_specific), read when the unwinder needs them.
+	numORC          uint64
+	orcIP, orcTable uint64
+	kallsyms        uint64
+	syms            []Symbol // runtime addresses, sorted; loaded lazily
+	symsLoaded      bool
+	orc             *orcTable
+}
+
+// maxModuleSyms bounds a module's kallsyms table.
+const maxModuleSyms = 1 << 20
+
+// Modules lists the loaded modules in the order of the `modules` list,
+// oldest last as crash prints them reversed. Cost: DWARF lookups once, then a
+// few reads per module; cached.
+func (k *Kernel) Modules() ([]*Module, error) {
+	if k.modules != nil {
+		return k.modules, nil
+	}
+	v := k.Vmlinux
+	o, err := v.Offsets("module", "list", "name", "arch.num_orcs", "arch.orc_unwind_ip", "arch.orc_unwind", "kallsyms")
+	if err != nil {
+		return nil, err
+	}
+	baseOff, _, err := v.Member("module", "core_layout.base")
+	var sizeOff int64
+	if err == nil {
+		sizeOff, _, err = v.Member("module", "core_layout.size")
+	} else if baseOff, _, err = v.Member("module", "mem"); err == nil {
+		// 6.4+: struct module_memory mem[MOD_MEM_NUM_TYPES], MOD_TEXT first: {base, size, …}.
+		sizeOff = baseOff + 8
+	}
+	if err != nil {
+		return nil, err
+	}
+	head, err := k.Addr("modules")
+	if err != nil {
+		return nil, err
+	}
+	var mods []*Module
+	err = k.listEach(head, func(n uint64) error {
+		a := n - uint64(o[0])
+		m := &Module{Addr: a}
+		m.Name, _ = k.CString(a+uint64(o[1]), 56)
+		m.Base, _ = k.U64(a + uint64(baseOff))
+		sz, _ := k.U32(a + uint64(sizeOff))
+		m.Size = uint64(sz)
+		n32, _ := k.U32(a + uint64(o[2]))
+		m.numORC = uint64(n32)
+		m.orcIP, _ = k.U64(a + uint64(o[3]))
+		m.orcTable, _ = k.U64(a + uint64(o[4]))
+		m.kallsyms, _ = k.U64(a + uint64(o[5]))
+		mods = append(mods, m)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("module list: %w", err)
+	}
+	k.modules = mods
+	return mods, nil
+}
+
+// ModuleAt returns the module whose core image contains addr.
+func (k *Kernel) ModuleAt(addr uint64) *Module {
+	mods, _ := k.Modules()
+	for _, m := range mods {
+		if addr >= m.Base && addr < m.Base+m.Size {
+			return m
+		}
+	}
+	return nil
+}
+
+// moduleSymbols reads a module's kallsyms (struct mod_kallsyms: Elf64_Sym
+// *symtab; unsigned int num_symtab; char *strtab; char *typetab).
+func (k *Kernel) moduleSymbols(m *Module) []Symbol {
+	if m.symsLoaded {
+		return m.syms
+	}
+	m.symsLoaded = true
+	if m.kallsyms == 0 {
+		return nil
+	}
+	symtab, err1 := k.U64(m.kallsyms)
+	num, err2 := k.U32(m.kallsyms + 8)
+	strtab, err3 := k.U64(m.kallsyms + 16)
+	if err1 != nil || err2 != nil || err3 != nil || num > maxModuleSyms {
+		return nil
+	}
+	b := make([]byte, uint64(num)*24)
+	if _, err := k.ReadAt(b, symtab); err != nil {
+		return nil
+	}
+	le := binary.LittleEndian
+	for i := uint32(1); i < num; i++ {
+		e := b[i*24:]
+		val, size := le.Uint64(e[8:]), le.Uint64(e[16:])
+		if val < m.Base || val >= m.Base+m.Size {
+			continue
+		}
+		name, err := k.CString(strtab+uint64(le.Uint32(e)), 128)
+		if err != nil || name == "" {
+			continue
+		}
+		m.syms = append(m.syms, Symbol{Name: name, Addr: val, Size: size, Type: 2})
+	}
+	sort.SliceStable(m.syms, func(i, j int) bool { return m.syms[i].Addr < m.syms[j].Addr })
+	return m.syms
+}
+
+// Lookup names any kernel text or data address: the vmlinux's symbols, then
+// the loaded modules' kallsyms. It returns the symbol, the offset into it and
+// the module name ("" for the vmlinux).
+func (k *Kernel) Lookup(addr uint64) (Symbol, uint64, string, bool) {
+	if s, off, ok := k.SymbolAt(addr); ok {
+		return s, off, "", true
+	}
+	m := k.ModuleAt(addr)
+	if m == nil {
+		return Symbol{}, 0, "", false
+	}
+	syms := k.moduleSymbols(m)
+	i := sort.Search(len(syms), func(i int) bool { return syms[i].Addr > addr }) - 1
+	if i < 0 {
+		return Symbol{}, 0, m.Name, false
+	}
+	return syms[i], addr - syms[i].Addr, m.Name, true
+}
+
+// LookupName returns the runtime address of a vmlinux or module symbol.
+func (k *Kernel) LookupName(name string) (uint64, error) {
+	if a, err := k.Addr(name); err == nil {
+		return a, nil
+	}
+	mods, _ := k.Modules()
+	for _, m := range mods {
+		for _, s := range k.moduleSymbols(m) {
+			if s.Name == name {
+				return s.Addr, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s: %w", name, ErrNoSymbol)
+}

@@ -1,0 +1,302 @@
+package kernel
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/kcrash/kcrash/internal/dump"
+)
+
+// PtRegs is struct pt_regs (arch/x86/include/asm/ptrace.h), x86-64 order.
+type PtRegs struct {
+	R15, R14, R13, R12, BP, BX, R11, R10, R9, R8, AX, CX, DX, SI, DI, OrigAX, IP, CS, Flags, SP, SS uint64
+}
+
+// UserMode reports whether the registers were taken in user mode (CS RPL 3).
+func (r *PtRegs) UserMode() bool { return r.CS&3 == 3 }
+
+// Frame is one frame of a kernel stack.
+type Frame struct {
+	// SP is where the frame's IP was found: the stack slot holding the return
+	// address, or the stack pointer of the registers the unwind started from.
+	SP uint64
+	IP uint64
+	// Regs, when set, are the exception registers this frame's IP came from.
+	Regs *PtRegs
+	// RegsAddr is the stack address of Regs.
+	RegsAddr uint64
+}
+
+// orcEntry is struct orc_entry (arch/x86/include/asm/orc_types.h of 6.1:
+// s16 sp_offset; s16 bp_offset; sp_reg:4, bp_reg:4; type:2, end:1).
+type orcEntry struct {
+	spOff, bpOff int16
+	spReg, bpReg uint8
+	typ          uint8
+	end          bool
+}
+
+// ORC register and type values (orc_types.h before 6.4).
+const (
+	orcRegUndefined  = 0
+	orcRegPrevSP     = 1
+	orcRegBP         = 4
+	orcRegSP         = 5
+	orcRegBPIndirect = 8
+	orcRegSPIndirect = 9
+	orcTypeCall      = 0
+	orcTypeRegs      = 1
+	orcTypeRegsIRET  = 2
+	ptRegsSize       = 21 * 8
+	ptRegsIPOff      = 16 * 8
+	maxFrames        = 128
+)
+
+func decodeORC(b []byte) orcEntry {
+	return orcEntry{
+		spOff: int16(binary.LittleEndian.Uint16(b)),
+		bpOff: int16(binary.LittleEndian.Uint16(b[2:])),
+		spReg: b[4] & 0xf, bpReg: b[4] >> 4,
+		typ: b[5] & 3, end: b[5]&4 != 0,
+	}
+}
+
+// orcTable is one sorted ORC table: ips[i] is the runtime address entries[i] starts at.
+type orcTable struct {
+	ips     []uint64
+	entries []byte
+}
+
+func (t *orcTable) find(ip uint64) (orcEntry, bool) {
+	i := sort.Search(len(t.ips), func(i int) bool { return t.ips[i] > ip }) - 1
+	if i < 0 || (i+1)*6 > len(t.entries) {
+		return orcEntry{}, false
+	}
+	return decodeORC(t.entries[i*6:]), true
+}
+
+// vmlinuxORC decodes .orc_unwind_ip (int32 offsets relative to each entry's
+// own address) and .orc_unwind once.
+func (k *Kernel) vmlinuxORC() *orcTable {
+	k.orcOnce.Do(func() {
+		ipAddr, ipb := k.Vmlinux.SectionAddr(".orc_unwind_ip")
+		_, ent := k.Vmlinux.SectionAddr(".orc_unwind")
+		if ipb == nil || ent == nil {
+			return
+		}
+		n := min(len(ipb)/4, len(ent)/6)
+		t := &orcTable{ips: make([]uint64, n), entries: ent}
+		for i := 0; i < n; i++ {
+			rel := int32(binary.LittleEndian.Uint32(ipb[4*i:]))
+			t.ips[i] = uint64(int64(ipAddr+uint64(4*i)+k.Offset) + int64(rel))
+		}
+		k.orc = t
+	})
+	return k.orc
+}
+
+// moduleORC reads a module's ORC tables from memory (mod_arch_specific).
+func (k *Kernel) moduleORC(m *Module) *orcTable {
+	if m.orc != nil || m.numORC == 0 || m.numORC > 1<<20 {
+		return m.orc
+	}
+	ipb := make([]byte, m.numORC*4)
+	ent := make([]byte, m.numORC*6)
+	if _, err := k.ReadAt(ipb, m.orcIP); err != nil {
+		return nil
+	}
+	if _, err := k.ReadAt(ent, m.orcTable); err != nil {
+		return nil
+	}
+	t := &orcTable{ips: make([]uint64, m.numORC), entries: ent}
+	for i := range t.ips {
+		t.ips[i] = uint64(int64(m.orcIP+uint64(4*i)) + int64(int32(binary.LittleEndian.Uint32(ipb[4*i:]))))
+	}
+	m.orc = t
+	return t
+}
+
+func (k *Kernel) findORC(ip uint64) (orcEntry, bool) {
+	if m := k.ModuleAt(ip); m != nil {
+		if t := k.moduleORC(m); t != nil {
+			return t.find(ip)
+		}
+		return orcEntry{}, false
+	}
+	if t := k.vmlinuxORC(); t != nil {
+		return t.find(ip)
+	}
+	return orcEntry{}, false
+}
+
+func (k *Kernel) readRegs(addr uint64) (*PtRegs, error) {
+	var b [ptRegsSize]byte
+	if _, err := k.ReadAt(b[:], addr); err != nil {
+		return nil, err
+	}
+	var r PtRegs
+	f := []*uint64{&r.R15, &r.R14, &r.R13, &r.R12, &r.BP, &r.BX, &r.R11, &r.R10, &r.R9, &r.R8, &r.AX, &r.CX, &r.DX, &r.SI, &r.DI, &r.OrigAX, &r.IP, &r.CS, &r.Flags, &r.SP, &r.SS}
+	for i, p := range f {
+		*p = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	return &r, nil
+}
+
+// Unwind walks a kernel stack from ip, sp and bp with the ORC tables
+// (arch/x86/kernel/unwind_orc.c: unwind_next_frame), through IRQ stacks and
+// exception frames, stopping at user-mode registers or the stack's end. exact
+// says ip is the interrupted instruction rather than a return address.
+// Frames whose ORC data is missing are unwound by frame pointers.
+func (k *Kernel) Unwind(ip, sp, bp uint64, exact bool) ([]Frame, error) {
+	first := sp
+	if !exact {
+		first = sp - 8 // the slot the return address was read from
+	}
+	frames := []Frame{{SP: first, IP: ip}}
+	var regs *PtRegs
+	for len(frames) < maxFrames {
+		look := ip
+		if !exact {
+			look = ip - 1
+		}
+		orc, ok := k.findORC(look)
+		if !ok {
+			// Frame pointers: [bp] = caller's bp, [bp+8] = return address.
+			if bp == 0 || bp < sp {
+				return frames, nil
+			}
+			nip, err1 := k.U64(bp + 8)
+			nbp, err2 := k.U64(bp)
+			if err1 != nil || err2 != nil || k.ModuleAt(nip) == nil && !k.isText(nip) {
+				return frames, nil
+			}
+			frames = append(frames, Frame{SP: bp + 8, IP: nip})
+			ip, sp, bp, exact = nip, bp+16, nbp, false
+			continue
+		}
+		if orc.spReg == orcRegUndefined {
+			return frames, nil // end of the stack (or no ORC: an entry point)
+		}
+		var cfa uint64
+		indirect := false
+		switch orc.spReg {
+		case orcRegSP:
+			cfa = sp + uint64(int64(orc.spOff))
+		case orcRegBP:
+			cfa = bp + uint64(int64(orc.spOff))
+		case orcRegSPIndirect:
+			cfa, indirect = sp, true
+		case orcRegBPIndirect:
+			cfa, indirect = bp+uint64(int64(orc.spOff)), true
+		default:
+			// DX, DI, R10, R13: only valid with full registers.
+			if regs == nil {
+				return frames, fmt.Errorf("ORC sp register %d at %#x needs registers", orc.spReg, ip)
+			}
+			switch orc.spReg {
+			case 2:
+				cfa = regs.DX
+			case 3:
+				cfa = regs.DI
+			case 6:
+				cfa = regs.R10
+			case 7:
+				cfa = regs.R13
+			}
+			cfa += uint64(int64(orc.spOff))
+		}
+		if indirect {
+			v, err := k.U64(cfa)
+			if err != nil {
+				return frames, nil
+			}
+			cfa = v
+			if orc.spReg == orcRegSPIndirect {
+				cfa += uint64(int64(orc.spOff))
+			}
+		}
+		var next Frame
+		switch orc.typ {
+		case orcTypeCall:
+			nip, err := k.U64(cfa - 8)
+			if err != nil {
+				return frames, nil
+			}
+			next = Frame{SP: cfa - 8, IP: nip}
+			regs = nil
+			exact = false
+		case orcTypeRegs, orcTypeRegsIRET:
+			addr := cfa
+			if orc.typ == orcTypeRegsIRET {
+				addr = cfa - ptRegsIPOff
+			}
+			r, err := k.readRegs(addr)
+			if err != nil {
+				return frames, nil
+			}
+			frames[len(frames)-1].Regs, frames[len(frames)-1].RegsAddr = r, addr
+			if r.UserMode() || r.IP == 0 {
+				return frames, nil
+			}
+			next = Frame{SP: r.SP, IP: r.IP}
+			cfa = r.SP
+			regs = r
+			if orc.typ == orcTypeRegs {
+				bp = r.BP
+			}
+			exact = true
+		default:
+			return frames, fmt.Errorf("unknown ORC type %d at %#x", orc.typ, ip)
+		}
+		if orc.typ == orcTypeCall {
+			switch orc.bpReg {
+			case orcRegPrevSP:
+				v, err := k.U64(cfa + uint64(int64(orc.bpOff)))
+				if err == nil {
+					bp = v
+				}
+			case orcRegBP:
+				v, err := k.U64(bp + uint64(int64(orc.bpOff)))
+				if err == nil {
+					bp = v
+				}
+			}
+		}
+		if cfa <= sp && orc.typ == orcTypeCall {
+			return frames, errors.New("stack pointer did not advance")
+		}
+		ip, sp = next.IP, cfa
+		frames = append(frames, next)
+	}
+	return frames, nil
+}
+
+func (k *Kernel) isText(ip uint64) bool {
+	_, _, ok := k.SymbolAt(ip)
+	return ok
+}
+
+// TaskFrames unwinds a task: from its CPU's registers when it was running
+// (NT_PRSTATUS of its CPU, else QEMU's CPU note), else from the switch frame
+// at thread.sp (arch/x86/include/asm/switch_to.h: struct inactive_task_frame:
+// r15, r14, r13, r12, bx, bp, ret_addr).
+func (k *Kernel) TaskFrames(t *Task) ([]Frame, error) {
+	if t.Active {
+		if ps := k.Dump.PRStatus(); t.CPU < len(ps) {
+			r := ps[t.CPU].Regs
+			return k.Unwind(r[dump.RegRIP], r[dump.RegRSP], r[dump.RegRBP], true)
+		}
+		if q := k.Dump.QEMUCPUs(); t.CPU < len(q) {
+			return k.Unwind(q[t.CPU].RIP, q[t.CPU].RSP, q[t.CPU].RBP, true)
+		}
+	}
+	var b [56]byte
+	if _, err := k.ReadAt(b[:], t.SP); err != nil {
+		return nil, fmt.Errorf("switch frame of task %#x: %w", t.Addr, err)
+	}
+	bp := binary.LittleEndian.Uint64(b[40:])
+	ret := binary.LittleEndian.Uint64(b[48:])
+	return k.Unwind(ret, t.SP+56, bp, false)
+}
