@@ -248,6 +248,18 @@ func (b *Binary) SymbolAt(addr uint64) (Symbol, bool) {
 	return Symbol{}, false
 }
 
+// Nearest returns the symbol with the highest address at or below addr in the same
+// section, as addr2line names code that has no DWARF function (assembly, padding).
+func (b *Binary) Nearest(addr uint64) (Symbol, bool) {
+	i := sort.Search(len(b.syms), func(i int) bool { return b.syms[i].Addr > addr }) - 1
+	if i < 0 {
+		return Symbol{}, false
+	}
+	// Several symbols may share the address: prefer the last one in the table order
+	// with a size, as the one covering the address.
+	return b.syms[i], true
+}
+
 // Symbols returns all symbols sorted by address (not a copy: do not modify).
 func (b *Binary) Symbols() []Symbol { return b.syms }
 

@@ -218,6 +218,15 @@ func (b *Binary) Locate(pc uint64) ([]Location, error) {
 	}
 	off, ok := b.unitFor(pc)
 	if !ok {
+		// No unit covers pc (data, or code built without -g). Like addr2line, name a
+		// global variable there by its declaration (small files only: this reads every
+		// unit), else the symbol alone ("func ??:0").
+		if loc, ok := b.globalAt(pc); ok {
+			return []Location{loc}, nil
+		}
+		if sym, ok := b.Nearest(pc); ok {
+			return []Location{{Function: sym.Name, File: "??"}}, nil
+		}
 		return nil, fmt.Errorf("%s: no debug info covers %#x", b.Path, pc)
 	}
 	u, err := b.unit(off)
@@ -233,7 +242,7 @@ func (b *Binary) Locate(pc uint64) ([]Location, error) {
 	}
 	if len(fns) == 0 {
 		name := "??"
-		if sym, ok := b.SymbolAt(pc); ok {
+		if sym, ok := b.Nearest(pc); ok {
 			name = sym.Name
 		}
 		return []Location{{Function: name, File: file, Line: line}}, nil
@@ -241,7 +250,16 @@ func (b *Binary) Locate(pc uint64) ([]Location, error) {
 	var out []Location
 	for i := len(fns) - 1; i >= 0; i-- {
 		s := fns[i]
-		out = append(out, Location{Function: u.nameOf(s), File: file, Line: line, Inlined: i > 0})
+		name := u.nameOf(s)
+		if name == "??" {
+			name = b.nameAbsolute(s.origin)
+		}
+		if name == "??" && i == 0 {
+			if sym, ok := b.Nearest(pc); ok {
+				name = sym.Name
+			}
+		}
+		out = append(out, Location{Function: name, File: file, Line: line, Inlined: i > 0})
 		// The enclosing level is at this inlined call's site.
 		file, line = u.fileName(s.callFile), int(s.callLine)
 	}
@@ -285,6 +303,72 @@ func (u *unit) lineAt(pc uint64) (string, int) {
 		return "", 0
 	}
 	return u.rows[i].file.Name, u.rows[i].line
+}
+
+// globalAt finds a global variable whose storage holds pc, for relocatable files
+// (modules), where reading all units is cheap.
+func (b *Binary) globalAt(pc uint64) (Location, bool) {
+	if !b.Relocatable {
+		return Location{}, false
+	}
+	d, err := b.Dwarf()
+	if err != nil {
+		return Location{}, false
+	}
+	r := d.Reader()
+	var cu *dwarf.Entry
+	var files []*dwarf.LineFile
+	for {
+		e, err := r.Next()
+		if err != nil || e == nil {
+			return Location{}, false
+		}
+		switch e.Tag {
+		case dwarf.TagCompileUnit:
+			cu, files = e, nil
+			continue
+		case dwarf.TagVariable:
+			loc, _ := e.Val(dwarf.AttrLocation).([]byte)
+			if len(loc) == 9 && loc[0] == 0x03 { // DW_OP_addr
+				a := b.elf.ByteOrder.Uint64(loc[1:])
+				size := int64(1)
+				if to, ok := e.Val(dwarf.AttrType).(dwarf.Offset); ok {
+					if t, err := d.Type(to); err == nil && t.Size() > 0 {
+						size = t.Size()
+					}
+				}
+				if pc >= a && pc < a+uint64(size) {
+					if files == nil && cu != nil {
+						if lr, err := d.LineReader(cu); err == nil && lr != nil {
+							files = lr.Files()
+						}
+					}
+					fi, _ := e.Val(dwarf.AttrDeclFile).(int64)
+					line, _ := e.Val(dwarf.AttrDeclLine).(int64)
+					u := &unit{files: files}
+					return Location{Function: "??", File: u.fileName(fi), Line: int(line)}, true
+				}
+			}
+		}
+		if e.Children && e.Tag != dwarf.TagCompileUnit {
+			r.SkipChildren()
+		}
+	}
+}
+
+// nameAbsolute resolves a reference that leaves its unit (DW_FORM_ref_addr is an
+// offset into the whole .debug_info) through the whole DWARF. It loads the whole DWARF
+// the first time, so it is only tried when a unit-local lookup failed.
+func (b *Binary) nameAbsolute(off dwarf.Offset) string {
+	if off == 0 || !b.perUnit {
+		return "??"
+	}
+	d, err := b.Dwarf()
+	if err != nil {
+		return "??"
+	}
+	u := &unit{d: d}
+	return u.nameOf(&scope{origin: off})
 }
 
 func (u *unit) fileName(i int64) string {
