@@ -6,6 +6,18 @@ go vet ./...
 # The crash lab, cached under ${KCRASH_LAB_DIR:-$HOME/.cache/kcrash/lab}: installs its
 # Debian packages, fetches the current cloud kernel with its debug info, builds LKDTM
 # and runs the crash matrix; a warm run reuses all of it. The e2e tests read its manifest.
+# --- kcrash serve (issue 6): its tests drive Debian's headless chromium and start a
+# throwaway PostgreSQL server on loopback; install both when missing.
+serve_pkgs=()
+command -v chromium >/dev/null 2>&1 || serve_pkgs+=(chromium)
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || serve_pkgs+=(postgresql)
+if ((${#serve_pkgs[@]})); then
+	echo "test.sh: installing ${serve_pkgs[*]} for the kcrash serve tests ($(date -u +%T))" >&2
+	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${serve_pkgs[@]}"
+fi
+# --- end kcrash serve
 echo "test.sh: preparing the crash lab ($(date -u +%T))" >&2
 go run ./cmd/kcrash lab run
 echo "test.sh: crash lab ready, running the tests ($(date -u +%T))" >&2

@@ -117,10 +117,11 @@ func Run(t *testing.T, s store.Store) {
 
 // Postgres is a PostgreSQL server in a temporary directory, on loopback.
 type Postgres struct {
-	DSN  string
-	dir  string
-	bin  string
-	port int
+	DSN    string
+	dir    string
+	bin    string
+	port   int
+	asUser []string
 }
 
 // pgBin finds Debian's PostgreSQL server binaries.
@@ -185,17 +186,30 @@ func StartPostgres(t testing.TB) *Postgres {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	p := &Postgres{dir: dir, bin: bin, port: port}
+	p := &Postgres{dir: dir, bin: bin, port: port, asUser: asUser}
 	data := filepath.Join(dir, "data")
 	run(filepath.Join(bin, "initdb"), "-D", data, "-U", "kcrash", "-A", "trust", "--no-sync", "-E", "UTF8")
-	run(filepath.Join(bin, "pg_ctl"), "-D", data, "-l", filepath.Join(dir, "log"), "-w", "-o",
-		fmt.Sprintf("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s -c fsync=off", port, dir), "start")
-	t.Cleanup(func() { p.stop(asUser) })
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop() })
 	p.DSN = fmt.Sprintf("postgres://kcrash@127.0.0.1:%d/postgres?sslmode=disable", port)
 	return p
 }
 
-func (p *Postgres) stop(asUser []string) {
-	full := append(append([]string{}, asUser...), filepath.Join(p.bin, "pg_ctl"), "-D", filepath.Join(p.dir, "data"), "-m", "immediate", "-w", "stop")
-	exec.Command(full[0], full[1:]...).Run()
+func (p *Postgres) pgctl(args ...string) error {
+	full := append(append(append([]string{}, p.asUser...), filepath.Join(p.bin, "pg_ctl"), "-D", filepath.Join(p.dir, "data")), args...)
+	if out, err := exec.Command(full[0], full[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v\n%s", strings.Join(full, " "), err, out)
+	}
+	return nil
 }
+
+// Start starts the server (again, after Stop) and waits until it takes connections.
+func (p *Postgres) Start() error {
+	return p.pgctl("-l", filepath.Join(p.dir, "log"), "-w", "-o",
+		fmt.Sprintf("-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories=%s -c fsync=off", p.port, p.dir), "start")
+}
+
+// Stop stops the server at once (an outage, as far as clients can tell).
+func (p *Postgres) Stop() error { return p.pgctl("-m", "immediate", "-w", "stop") }
