@@ -19,6 +19,7 @@ func init() {
 type SysInfo struct {
 	Kernel, Dumpfile                    string
 	CPUs                                int
+	Offline                             int
 	Date                                string
 	Uptime                              string
 	LoadAverage                         string
@@ -45,9 +46,18 @@ func (s *Session) Sys() (*SysInfo, error) {
 		return nil, err
 	}
 	si.CPUs = len(cpus)
+	if present, err := k.PresentCPUs(); err == nil && len(present) > len(cpus) {
+		// After panic() stops the other CPUs they leave the online mask; crash
+		// counts the present ones and says how many are offline.
+		si.CPUs = len(present)
+		si.Offline = len(present) - len(cpus)
+	}
 	xtime, mono := s.clock()
 	if xtime != 0 {
 		si.Date = time.Unix(xtime, 0).UTC().Format("Mon Jan _2 15:04:05 MST 2006")
+	}
+	if j, ok := s.jiffiesUptime(); ok {
+		mono = j
 	}
 	si.Uptime = uptime(mono)
 	si.LoadAverage = s.loadAverage()
@@ -94,6 +104,31 @@ func (s *Session) clock() (wall, mono int64) {
 		}
 	}
 	return wall, mono
+}
+
+// jiffiesUptime is the uptime as crash computes it: jiffies_64 less
+// INITIAL_JIFFIES ((u32)-300*HZ; include/linux/jiffies.h), over HZ, where HZ is
+// recovered from tick_nsec = (NSEC_PER_SEC + HZ/2) / HZ (kernel/time/ntp.c).
+func (s *Session) jiffiesUptime() (int64, bool) {
+	k := s.K
+	j, err := k.SymU64("jiffies_64")
+	if err != nil {
+		return 0, false
+	}
+	a, err := k.Addr("tick_nsec")
+	if err != nil {
+		return 0, false
+	}
+	tn, err := k.U64(a)
+	if err != nil || tn == 0 {
+		return 0, false
+	}
+	hz := (1_000_000_000 + tn/2) / tn
+	if hz == 0 || hz > 10000 {
+		return 0, false
+	}
+	initial := uint64(uint32(-300 * int64(hz)))
+	return int64((j - initial) / hz), true
 }
 
 func uptime(sec int64) string {
@@ -223,7 +258,11 @@ func runSys(s *Session, w io.Writer, args []string) error {
 	row := func(k, v string) { fmt.Fprintf(w, "%12s: %s\n", k, v) }
 	row("KERNEL", si.Kernel)
 	row("DUMPFILE", si.Dumpfile)
-	row("CPUS", strconv.Itoa(si.CPUs))
+	cpus := strconv.Itoa(si.CPUs)
+	if si.Offline > 0 {
+		cpus += fmt.Sprintf(" [OFFLINE: %d]", si.Offline)
+	}
+	row("CPUS", cpus)
 	row("DATE", si.Date)
 	row("UPTIME", si.Uptime)
 	row("LOAD AVERAGE", si.LoadAverage)

@@ -348,6 +348,9 @@ func (k *Kernel) cpumask(name string) ([]int, error) {
 	return cpus, nil
 }
 
+// PresentCPUs lists the present CPUs (__cpu_present_mask).
+func (k *Kernel) PresentCPUs() ([]int, error) { return k.cpumask("__cpu_present_mask") }
+
 // OnlineCPUs lists the online CPUs (__cpu_online_mask).
 func (k *Kernel) OnlineCPUs() ([]int, error) { return k.cpumask("__cpu_online_mask") }
 

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of `kcrash vmcore` against Debian's crash and drgn on
+# the same dump and vmlinux, in one run:
+#   log:   kcrash vmcore VMLINUX DUMP log   vs  crash -s VMLINUX DUMP <<< log
+#   ps,bt: kcrash vmcore VMLINUX DUMP ps|bt vs  drgn -c DUMP -s VMLINUX (for_each_task / stack_trace)
+# Each command runs RUNS times (default 5) after one warm-up; the median wall
+# time and the largest peak RSS (GNU time's %M) are reported, with the ratios.
+#
+# usage: bench/vmcore/run.sh [VMLINUX] [ELF-PAGING-DUMP]
+#   defaults: the crash lab's vmlinux and EXCEPTION.vmcore.elf-paging
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+lab=${KCRASH_LAB_DIR:-$HOME/.cache/kcrash/lab}/current
+vmlinux=${1:-$lab/vmlinux}
+dump=${2:-$lab/matrix/EXCEPTION.vmcore.elf-paging}
+runs=${RUNS:-5}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/kcrash" ./cmd/kcrash
+cat > "$work/ps.py" <<'PY'
+from drgn.helpers.linux.pid import for_each_task
+for t in for_each_task(prog):
+    print(t.pid.value_(), hex(t.value_()), t.comm.string_().decode())
+PY
+cat > "$work/bt.py" <<'PY'
+from drgn.helpers.linux.percpu import per_cpu
+t = per_cpu(prog["current_task"], prog["panic_cpu"].counter.value_())
+print(prog.stack_trace(t))
+PY
+
+# measure NAME CMD...: runs the command RUNS times; prints "NAME median_s max_rss_kb".
+measure() {
+	local name=$1; shift
+	"$@" >/dev/null 2>&1 || true # warm-up: page cache
+	local times=() rss=0
+	for _ in $(seq "$runs"); do
+		/usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>&1 || true
+		read -r s m < "$work/t"
+		times+=("$s")
+		(( m > rss )) && rss=$m
+	done
+	local med
+	med=$(printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	echo "$name $med $rss"
+}
+
+{
+	measure kcrash-log "$work/kcrash" vmcore "$vmlinux" "$dump" log
+	measure crash-log sh -c "echo log | crash -s '$vmlinux' '$dump'"
+	measure kcrash-ps "$work/kcrash" vmcore "$vmlinux" "$dump" ps
+	measure drgn-ps drgn -q -c "$dump" -s "$vmlinux" "$work/ps.py"
+	measure kcrash-bt "$work/kcrash" vmcore "$vmlinux" "$dump" bt
+	measure drgn-bt drgn -q -c "$dump" -s "$vmlinux" "$work/bt.py"
+} > "$work/results"
+
+echo "dump: $dump ($runs runs each, median wall time, max peak RSS)"
+awk '
+	{ t[$1] = $2; m[$1] = $3; printf "%-10s %8.3f s %9d KB\n", $1, $2, $3 }
+	END {
+		printf "\nlog: crash/kcrash time %.1fx, peak RSS %.1fx\n", t["crash-log"]/t["kcrash-log"], m["crash-log"]/m["kcrash-log"]
+		printf "ps:  drgn/kcrash time %.1fx\n", t["drgn-ps"]/t["kcrash-ps"]
+		printf "bt:  drgn/kcrash time %.1fx\n", t["drgn-bt"]/t["kcrash-bt"]
+	}' "$work/results"
