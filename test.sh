@@ -20,5 +20,16 @@ fi
 # --- end kcrash serve
 echo "test.sh: preparing the crash lab ($(date -u +%T))" >&2
 go run ./cmd/kcrash lab run
+# --- kcrash vmcore: the e2e tests compare it with Debian's crash and drgn.
+vmcore_pkgs=()
+for p in crash python3-drgn; do
+	[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] || vmcore_pkgs+=("$p")
+done
+if [ ${#vmcore_pkgs[@]} -gt 0 ]; then
+	echo "test.sh: installing ${vmcore_pkgs[*]} for the vmcore e2e tests" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${vmcore_pkgs[@]}" >/dev/null
+fi
+# --- end kcrash vmcore
 echo "test.sh: crash lab ready, running the tests ($(date -u +%T))" >&2
 go test -count=1 ./...
