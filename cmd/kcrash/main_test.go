@@ -112,3 +112,20 @@ func TestParseCommand(t *testing.T) {
 		t.Errorf("no arguments: exit %d, want 2", code)
 	}
 }
+
+// TestDecodeWithoutDebugInfo: decode still disassembles and explains from the report.
+func TestDecodeWithoutDebugInfo(t *testing.T) {
+	code, out, errOut := runCmd(t, "", "decode", "../../internal/oops/testdata/lab/ACCESS_NULL.serial")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"mov 0x0,%rbx\t\t<-- trapping instruction", "NULL pointer dereference", "equals CR2", "RAX:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runCmd(t, "", "decode", "--json", "../../internal/oops/testdata/lab/BUG.serial")
+	if code != 0 || !strings.Contains(out, `"cause":"bug"`) || !strings.Contains(out, `"op":"ud2"`) {
+		t.Errorf("--json: exit %d:\n%s", code, out)
+	}
+}
