@@ -203,4 +203,6 @@ func (s *Stream) Flush(emit EmitFunc) {
 }
 
 // Pending reports whether Tick has work: held records or a partial line.
-func (s *Stream) Pending() bool { return len(s.seq.held) > 0 || len(s.partial) > 0 || s.frags.size() > 0 }
+func (s *Stream) Pending() bool {
+	return len(s.seq.held) > 0 || len(s.partial) > 0 || s.frags.size() > 0
+}
