@@ -305,3 +305,28 @@ func BenchmarkWarmDecode(b *testing.B) {
 	}
 	b.ReportMetric(float64(frames*b.N)/b.Elapsed().Seconds(), "frames/s")
 }
+
+// TestDecodeModuleByBuildID: a frame printed with CONFIG_STACKTRACE_BUILD_ID's
+// "[module buildid]" is resolved by the build ID even when the name does not match.
+func TestDecodeModuleByBuildID(t *testing.T) {
+	m := manifest(t)
+	d := labDecoder(t, m)
+	b, err := d.Module("lkdtm")
+	if err != nil || b.BuildID == "" {
+		t.Fatalf("lkdtm: %v (build ID %q)", err, b.BuildID)
+	}
+	log := "[    1.0] BUG: kernel NULL pointer dereference, address: 0000000000000000\n" +
+		"[    1.0] RIP: 0010:lkdtm_ACCESS_NULL+0x14/0x53 [renamed_lkdtm " + b.BuildID + "]\n" +
+		"[    1.0] Call Trace:\n[    1.0]  <TASK>\n[    1.0]  direct_entry.cold+0x18/0x24 [renamed_lkdtm " + b.BuildID + "]\n[    1.0]  </TASK>\n"
+	reps := oops.Parse([]byte(log))
+	if len(reps) != 1 {
+		t.Fatalf("%d reports", len(reps))
+	}
+	res := d.Decode(reps[0])
+	if res.IP == nil || res.IP.Err != "" || len(res.IP.Locations) == 0 || res.IP.Locations[0].Function != "lkdtm_ACCESS_NULL" {
+		t.Fatalf("IP %+v", res.IP)
+	}
+	if len(res.Frames) != 1 || res.Frames[0].Err != "" || res.Frames[0].Locations[0].Function != "direct_entry" {
+		t.Fatalf("frames %+v", res.Frames)
+	}
+}

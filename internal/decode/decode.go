@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -32,6 +31,8 @@ type Decoder struct {
 
 	modOnce  sync.Once
 	modPaths map[string]string // module name (with _ for -) → path
+	idOnce   sync.Once
+	modByID  map[string]string // build ID → path, read on first lookup by build ID
 	mu       sync.Mutex
 	modules  map[string]*symbolize.Binary
 	modErrs  map[string]error
@@ -89,6 +90,9 @@ func (d *Decoder) Module(name string) (*symbolize.Binary, error) {
 			return nil
 		})
 	})
+	if name == "" {
+		return nil, errors.New("no module name")
+	}
 	k := modKey(name)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -134,8 +138,39 @@ type Result struct {
 	Explanation *explain.Explanation `json:"explanation,omitempty"`
 }
 
-// binaryFor returns the debug info for a frame's module ("" = vmlinux).
-func (d *Decoder) binaryFor(module string) (*symbolize.Binary, error) {
+// ModuleByBuildID returns the module file under ModulesDir with the given build ID.
+// The first call reads the build ID note of every .ko there.
+func (d *Decoder) ModuleByBuildID(id string) (*symbolize.Binary, error) {
+	if d.opts.ModulesDir == "" {
+		return nil, fmt.Errorf("build ID %s: no --modules directory given", id)
+	}
+	d.Module("") // fills modPaths
+	d.idOnce.Do(func() {
+		d.modByID = map[string]string{}
+		for _, p := range d.modPaths {
+			if b, err := symbolize.Open(p); err == nil {
+				if b.BuildID != "" {
+					d.modByID[b.BuildID] = p
+				}
+				b.Close()
+			}
+		}
+	})
+	p, ok := d.modByID[id]
+	if !ok {
+		return nil, fmt.Errorf("no module with build ID %s under %s", id, d.opts.ModulesDir)
+	}
+	return d.Module(strings.TrimSuffix(filepath.Base(p), ".ko"))
+}
+
+// binaryFor returns the debug info for a frame's module ("" = vmlinux): by build ID
+// when the trace printed one and a file has it, else by name.
+func (d *Decoder) binaryFor(module string, buildID ...string) (*symbolize.Binary, error) {
+	if len(buildID) > 0 && buildID[0] != "" {
+		if b, err := d.ModuleByBuildID(buildID[0]); err == nil {
+			return b, nil
+		}
+	}
 	if module != "" {
 		return d.Module(module)
 	}
@@ -152,7 +187,7 @@ func (d *Decoder) Symbolize(f oops.Frame, ret bool) Frame {
 		out.Err = "no symbol in frame"
 		return out
 	}
-	b, err := d.binaryFor(f.Module)
+	b, err := d.binaryFor(f.Module, f.BuildID)
 	if err != nil {
 		out.Err = err.Error()
 		return out
@@ -219,8 +254,3 @@ func (d *Decoder) Decode(r *oops.Report) *Result {
 	return res
 }
 
-// exists reports whether a path exists.
-func exists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}

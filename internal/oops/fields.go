@@ -130,6 +130,9 @@ func parseFrame(s string) (Frame, bool) {
 		if end := strings.IndexByte(r, ']'); end > 2 {
 			if fs := strings.Fields(r[2:end]); len(fs) > 0 {
 				f.Module = fs[0]
+				if len(fs) > 1 && len(fs[1]) >= 16 && isHex(fs[1]) {
+					f.BuildID = fs[1]
+				}
 			}
 			r = r[end+1:]
 		}

@@ -105,6 +105,7 @@ type Frame struct {
 	Offset   uint64 `json:"offset,omitempty"`
 	Size     uint64 `json:"size,omitempty"`
 	Module   string `json:"module,omitempty"`
+	BuildID  string `json:"build_id,omitempty"` // module build ID (CONFIG_STACKTRACE_BUILD_ID: "[mod 0123…]")
 	Addr     uint64 `json:"addr,omitempty"`    // address when printed ([<ffffffff…>] or pc : …)
 	Reliable bool   `json:"reliable"`          // false when printed with "?"
 	Section  string `json:"section,omitempty"` // IRQ, TASK, NMI, SOFTIRQ, EXC … ("" outside sections)
