@@ -1,11 +1,51 @@
 package main
 
-import "github.com/kcrash/kcrash/internal/web"
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
 
-// reportDecoder returns the decoder the dashboard's report pages use.
-//
-// DECODER HOOK: this is the single place to plug kcrash decode in. Return a value
-// implementing web.Decoder (Decode(ctx, *oops.Report, vmlinux string) (string, error));
-// web.FindVmlinux picks the vmlinux from --symbols by the report's release. Until
-// then report pages show the parsed frames, registers and code only.
-func reportDecoder() web.Decoder { return nil }
+	"github.com/kcrash/kcrash/internal/decode"
+	"github.com/kcrash/kcrash/internal/oops"
+	"github.com/kcrash/kcrash/internal/web"
+)
+
+// reportDecoder returns the decoder the dashboard's report pages use: kcrash decode,
+// with one warm Decoder kept per vmlinux (web.FindVmlinux picks it from --symbols by
+// the report's release). Modules are searched under the vmlinux's directory, so a
+// symbols tree laid out as <release>/vmlinux plus <release>/…/*.ko serves both.
+func reportDecoder() web.Decoder { return &cachedDecoder{byPath: map[string]*decode.Decoder{}} }
+
+type cachedDecoder struct {
+	mu     sync.Mutex
+	byPath map[string]*decode.Decoder
+}
+
+// maxDecoders bounds the vmlinux files kept open (each maps its debug info).
+const maxDecoders = 8
+
+func (c *cachedDecoder) Decode(ctx context.Context, r *oops.Report, vmlinux string) (string, error) {
+	c.mu.Lock()
+	d, ok := c.byPath[vmlinux]
+	if !ok {
+		if len(c.byPath) >= maxDecoders {
+			for p, old := range c.byPath {
+				old.Close()
+				delete(c.byPath, p)
+				break
+			}
+		}
+		var err error
+		d, err = decode.New(decode.Options{Vmlinux: vmlinux, ModulesDir: filepath.Dir(vmlinux)})
+		if err != nil {
+			c.mu.Unlock()
+			return "", err
+		}
+		c.byPath[vmlinux] = d
+	}
+	c.mu.Unlock()
+	var b strings.Builder
+	printDecoded(&b, d.Decode(r), "")
+	return b.String(), nil
+}
