@@ -220,9 +220,10 @@ func sizeString(b uint64) string {
 	return f(float64(b)/(1<<10), "KB")
 }
 
-// panicMessage follows crash's choice: an oops line ("Oops: …", "BUG: …",
-// "general protection fault…", "kernel BUG at …") with "(check log for
-// details)", else the "Kernel panic - not syncing: …" line.
+// panicMessage follows crash's choice: an oops line ("Oops: …", "general
+// protection fault…", "kernel BUG at …", "BUG: unable to handle…"), else the
+// "Kernel panic - not syncing: …" line; "Oops:" lines get crash's "(check log
+// for details)".
 func (s *Session) panicMessage() string {
 	recs, err := s.K.Log()
 	if err != nil {
@@ -233,7 +234,10 @@ func (s *Session) panicMessage() string {
 		for _, p := range []string{"Oops: ", "general protection fault", "kernel BUG at", "BUG: unable to handle"} {
 			if strings.HasPrefix(t, p) {
 				line, _, _ := strings.Cut(t, "\n")
-				return strconv.Quote(line) + " (check log for details)"
+				if p == "Oops: " {
+					return strconv.Quote(line) + " (check log for details)"
+				}
+				return strconv.Quote(line)
 			}
 		}
 	}

@@ -70,8 +70,11 @@ func (s *Session) Backtrace(t *kernel.Task, panicTask bool) *Backtrace {
 	}
 	start := 0
 	for i, f := range fr {
+		if i > 0 && f.Exact && fr[i-1].Regs != nil {
+			continue // the interrupted IP is the [exception RIP: …] line, as in crash
+		}
 		name, off, mod := s.symName(f.IP)
-		if i > 0 && off == 0 {
+		if !f.Exact && off == 0 {
 			// A return address just past a noreturn call names the next symbol:
 			// name the caller by the call instruction's last byte instead.
 			name, _, mod = s.symName(f.IP - 1)
@@ -80,7 +83,7 @@ func (s *Session) Backtrace(t *kernel.Task, panicTask bool) *Backtrace {
 		}
 		bt.Frames = append(bt.Frames, BtFrame{Level: i, SP: f.SP, IP: f.IP, Func: name, Offset: off, Module: mod, Regs: f.Regs})
 		if panicTask && name == "panic" && start == 0 {
-			start = i
+			start = len(bt.Frames) - 1
 		}
 	}
 	bt.Frames = bt.Frames[start:]
@@ -193,7 +196,13 @@ func (s *Session) printBt(w io.Writer, bt *Backtrace) {
 func (s *Session) printRegs(w io.Writer, r *kernel.PtRegs, kernelMode bool) {
 	if !r.UserMode() {
 		name, off, _ := s.symName(r.IP)
-		fmt.Fprintf(w, "    [exception RIP: %s+%d]\n", name, off)
+		switch {
+		case name == "":
+			name = "unknown or invalid address"
+		case off != 0:
+			name += "+" + strconv.FormatUint(off, 10)
+		}
+		fmt.Fprintf(w, "    [exception RIP: %s]\n", name)
 	}
 	fmt.Fprintf(w, "    RIP: %016x  RSP: %016x  RFLAGS: %08x\n", r.IP, r.SP, r.Flags)
 	fmt.Fprintf(w, "    RAX: %016x  RBX: %016x  RCX: %016x\n", r.AX, r.BX, r.CX)

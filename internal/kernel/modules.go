@@ -12,6 +12,8 @@ type Module struct {
 	Name string
 	Base uint64 // core_layout.base (6.1) or mem[MOD_TEXT].base (6.4+)
 	Size uint64
+	// TextSize is the length of the text at Base (core_layout.text_size), 0 when unknown.
+	TextSize uint64
 	// ORC tables (mod_arch_specific), read when the unwinder needs them.
 	numORC          uint64
 	orcIP, orcTable uint64
@@ -38,8 +40,10 @@ func (k *Kernel) Modules() ([]*Module, error) {
 	}
 	baseOff, _, err := v.Member("module", "core_layout.base")
 	var sizeOff int64
+	var textOff int64
 	if err == nil {
 		sizeOff, _, err = v.Member("module", "core_layout.size")
+		textOff, _, _ = v.Member("module", "core_layout.text_size")
 	} else if baseOff, _, err = v.Member("module", "mem"); err == nil {
 		// 6.4+: struct module_memory mem[MOD_MEM_NUM_TYPES], MOD_TEXT first: {base, size, …}.
 		sizeOff = baseOff + 8
@@ -59,6 +63,10 @@ func (k *Kernel) Modules() ([]*Module, error) {
 		m.Base, _ = k.U64(a + uint64(baseOff))
 		sz, _ := k.U32(a + uint64(sizeOff))
 		m.Size = uint64(sz)
+		if textOff != 0 {
+			ts, _ := k.U32(a + uint64(textOff))
+			m.TextSize = uint64(ts)
+		}
 		n32, _ := k.U32(a + uint64(o[2]))
 		m.numORC = uint64(n32)
 		m.orcIP, _ = k.U64(a + uint64(o[3]))

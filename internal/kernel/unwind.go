@@ -27,6 +27,8 @@ type Frame struct {
 	Regs *PtRegs
 	// RegsAddr is the stack address of Regs.
 	RegsAddr uint64
+	// Exact says IP is an interrupted instruction, not a return address.
+	Exact bool
 }
 
 // orcEntry is struct orc_entry (arch/x86/include/asm/orc_types.h of 6.1:
@@ -120,6 +122,9 @@ func (k *Kernel) moduleORC(m *Module) *orcTable {
 
 func (k *Kernel) findORC(ip uint64) (orcEntry, bool) {
 	if m := k.ModuleAt(ip); m != nil {
+		if m.TextSize != 0 && ip-m.Base >= m.TextSize {
+			return orcEntry{}, false // module data: no ORC covers it
+		}
 		if t := k.moduleORC(m); t != nil {
 			return t.find(ip)
 		}
@@ -154,7 +159,7 @@ func (k *Kernel) Unwind(ip, sp, bp uint64, exact bool) ([]Frame, error) {
 	if !exact {
 		first = sp - 8 // the slot the return address was read from
 	}
-	frames := []Frame{{SP: first, IP: ip}}
+	frames := []Frame{{SP: first, IP: ip, Exact: exact}}
 	var regs *PtRegs
 	for len(frames) < maxFrames {
 		look := ip
@@ -162,6 +167,16 @@ func (k *Kernel) Unwind(ip, sp, bp uint64, exact bool) ([]Frame, error) {
 			look = ip - 1
 		}
 		orc, ok := k.findORC(look)
+		if !ok && exact {
+			// An exception at an address without ORC data (code run from data, a
+			// jump to garbage): assume it was reached by a call and nothing was
+			// pushed since, so the return address is at the stack pointer.
+			if nip, err := k.U64(sp); err == nil && (k.ModuleAt(nip) != nil || k.isText(nip)) {
+				frames = append(frames, Frame{SP: sp, IP: nip})
+				ip, sp, exact = nip, sp+8, false
+				continue
+			}
+		}
 		if !ok {
 			// Frame pointers: [bp] = caller's bp, [bp+8] = return address.
 			if bp == 0 || bp < sp {
@@ -224,6 +239,9 @@ func (k *Kernel) Unwind(ip, sp, bp uint64, exact bool) ([]Frame, error) {
 			if err != nil {
 				return frames, nil
 			}
+			if k.ModuleAt(nip) == nil && !k.isText(nip) {
+				return frames, nil // a corrupted return address ends the stack
+			}
 			next = Frame{SP: cfa - 8, IP: nip}
 			regs = nil
 			exact = false
@@ -240,7 +258,7 @@ func (k *Kernel) Unwind(ip, sp, bp uint64, exact bool) ([]Frame, error) {
 			if r.UserMode() || r.IP == 0 {
 				return frames, nil
 			}
-			next = Frame{SP: r.SP, IP: r.IP}
+			next = Frame{SP: r.SP, IP: r.IP, Exact: true}
 			cfa = r.SP
 			regs = r
 			if orc.typ == orcTypeRegs {
