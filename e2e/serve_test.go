@@ -277,13 +277,32 @@ func TestServeFleet(t *testing.T) {
 	browser := needChromium(t)
 	t.Run("sqlite", func(t *testing.T) {
 		dir := t.TempDir()
-		s := startServe(t, filepath.Join(dir, "kcrash.db"), filepath.Join(dir, "logs"))
+		// --symbols holds <release>/vmlinux and the lab's lkdtm.ko: report pages decode.
+		m := manifest(t)
+		syms := filepath.Join(dir, "symbols", m.Kernel.Release)
+		if err := os.MkdirAll(syms, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Symlink(m.Path(m.Kernel.Vmlinux), filepath.Join(syms, "vmlinux"))
+		os.Symlink(m.Path(m.Kernel.LKDTM), filepath.Join(syms, "lkdtm.ko"))
+		s := startServe(t, filepath.Join(dir, "kcrash.db"), filepath.Join(dir, "logs"), "--symbols", filepath.Join(dir, "symbols"))
 		fleetCrash(t, s, false, "fleet-2")
 		fleetCrash(t, s, true, "fleet-1")
 		if g := s.groups(t); len(g) != 1 || g[0].Count != 2 || len(g[0].Hosts) != 2 {
 			t.Errorf("groups %+v, want one of 2 reports from 2 hosts", g)
 		}
 		checkDashboard(t, browser, s, "sqlite")
+		// The decoded report: frames with source lines, the trapping instruction and
+		// the explanation, within a second of the page being asked for.
+		reps := s.reports(t)
+		start := time.Now()
+		page := string(chromium(t, browser, "--dump-dom", fmt.Sprintf("http://%s/reports/%d", s.http, reps[0].ID)))
+		for _, want := range []string{"lkdtm_ACCESS_NULL (", "perms.c:", "trapping instruction", "NULL pointer dereference", "equals CR2"} {
+			if !strings.Contains(page, want) {
+				t.Errorf("decoded report page lacks %q", want)
+			}
+		}
+		t.Logf("decoded report page in %v (including Chromium's start)", time.Since(start))
 	})
 	t.Run("postgres", func(t *testing.T) {
 		pg := storetest.StartPostgres(t)
