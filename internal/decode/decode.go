@@ -253,4 +253,3 @@ func (d *Decoder) Decode(r *oops.Report) *Result {
 	res.Explanation = explain.Explain(r, res.Code, dbg)
 	return res
 }
-

@@ -106,12 +106,12 @@ type Frame struct {
 	Size     uint64 `json:"size,omitempty"`
 	Module   string `json:"module,omitempty"`
 	BuildID  string `json:"build_id,omitempty"` // module build ID (CONFIG_STACKTRACE_BUILD_ID: "[mod 0123…]")
-	Addr     uint64 `json:"addr,omitempty"`    // address when printed ([<ffffffff…>] or pc : …)
-	Reliable bool   `json:"reliable"`          // false when printed with "?"
-	Section  string `json:"section,omitempty"` // IRQ, TASK, NMI, SOFTIRQ, EXC … ("" outside sections)
-	Inline   bool   `json:"inline,omitempty"`  // "[inline]" frames of a symbolized report
-	File     string `json:"file,omitempty"`    // file:line when the report was already symbolized
-	Raw      string `json:"raw"`               // the line as printed, without log prefix
+	Addr     uint64 `json:"addr,omitempty"`     // address when printed ([<ffffffff…>] or pc : …)
+	Reliable bool   `json:"reliable"`           // false when printed with "?"
+	Section  string `json:"section,omitempty"`  // IRQ, TASK, NMI, SOFTIRQ, EXC … ("" outside sections)
+	Inline   bool   `json:"inline,omitempty"`   // "[inline]" frames of a symbolized report
+	File     string `json:"file,omitempty"`     // file:line when the report was already symbolized
+	Raw      string `json:"raw"`                // the line as printed, without log prefix
 }
 
 // Section is a bounded part of a call trace: an <IRQ>/<NMI>/<TASK> block or an exception

@@ -12,13 +12,13 @@ package symbolize
 import (
 	"bytes"
 	"cmp"
-	"slices"
 	"debug/dwarf"
 	"debug/elf"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -46,9 +46,9 @@ type Binary struct {
 	file     *os.File
 	mapped   []byte
 	elf      *elf.File
-	syms     []Symbol         // sorted by Addr
+	syms     []Symbol // sorted by Addr
 	byName   map[string][]Symbol
-	secBase  map[int]uint64   // .ko: address given to each SHF_ALLOC section
+	secBase  map[int]uint64 // .ko: address given to each SHF_ALLOC section
 	secByNam map[string]int
 
 	secs    map[string][]byte
