@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/term"
@@ -40,7 +41,12 @@ func runVmcore(env *cmdEnv, args []string) error {
 	if tty {
 		fmt.Fprintf(env.stderr, "kcrash: opening %s …\r", vmcore)
 	}
-	k, err := kernel.Open(vmlinux, vmcore)
+	// The DWARF type index is kept per build ID under the user cache directory.
+	cacheDir := ""
+	if d, err := os.UserCacheDir(); err == nil {
+		cacheDir = filepath.Join(d, "kcrash", "vmlinux")
+	}
+	k, err := kernel.OpenCached(vmlinux, vmcore, cacheDir)
 	if tty {
 		fmt.Fprintf(env.stderr, "\033[K")
 	}

@@ -51,10 +51,17 @@ type Kernel struct {
 // Open opens a vmlinux and a dump and finds the kernel. Cost: the dump's
 // headers, the vmlinux's ELF headers and a few page-table reads; no DWARF.
 func Open(vmlinuxPath, dumpPath string) (*Kernel, error) {
+	return OpenCached(vmlinuxPath, dumpPath, "")
+}
+
+// OpenCached is Open with a cache directory for the vmlinux's type index
+// (see Vmlinux.CacheDir); "" disables it.
+func OpenCached(vmlinuxPath, dumpPath, cacheDir string) (*Kernel, error) {
 	v, err := OpenVmlinux(vmlinuxPath)
 	if err != nil {
 		return nil, err
 	}
+	v.CacheDir = cacheDir
 	d, err := dump.Open(dumpPath)
 	if err != nil {
 		v.Close()

@@ -38,13 +38,13 @@ func (k *Kernel) Modules() ([]*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	baseOff, _, err := v.Member("module", "core_layout.base")
+	baseOff, _, err := v.MemberOffset("module", "core_layout.base")
 	var sizeOff int64
 	var textOff int64
 	if err == nil {
-		sizeOff, _, err = v.Member("module", "core_layout.size")
-		textOff, _, _ = v.Member("module", "core_layout.text_size")
-	} else if baseOff, _, err = v.Member("module", "mem"); err == nil {
+		sizeOff, _, err = v.MemberOffset("module", "core_layout.size")
+		textOff, _, _ = v.MemberOffset("module", "core_layout.text_size")
+	} else if baseOff, _, err = v.MemberOffset("module", "mem"); err == nil {
 		// 6.4+: struct module_memory mem[MOD_MEM_NUM_TYPES], MOD_TEXT first: {base, size, …}.
 		sizeOff = baseOff + 8
 	}

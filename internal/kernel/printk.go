@@ -32,7 +32,7 @@ func (k *Kernel) layout(kind, name string) (uint64, error) {
 		return uint64(n), err
 	}
 	typ, member, _ := cut(name, ".")
-	off, _, err := k.Vmlinux.Member(typ, member)
+	off, _, err := k.Vmlinux.MemberOffset(typ, member)
 	return uint64(off), err
 }
 

@@ -44,32 +44,32 @@ func (k *Kernel) taskLayout() (*taskLayout, error) {
 	}
 	l := &taskLayout{tasks: o[0], pid: o[1], tgid: o[2], comm: o[3], parent: o[4], stack: o[5], sp: o[6], cpu: o[7], flags: o[8], mm: o[9], exit: o[10]}
 	// The CPU is thread_info.cpu with THREAD_INFO_IN_TASK (5.16+), else task_struct.cpu.
-	if l.cpu, _, err = v.Member("task_struct", "thread_info.cpu"); err != nil {
-		if l.cpu, _, err = v.Member("task_struct", "cpu"); err != nil {
+	if l.cpu, _, err = v.MemberOffset("task_struct", "thread_info.cpu"); err != nil {
+		if l.cpu, _, err = v.MemberOffset("task_struct", "cpu"); err != nil {
 			return nil, err
 		}
 	}
-	if l.state, _, err = v.Member("task_struct", "__state"); err != nil {
-		if l.state, _, err = v.Member("task_struct", "state"); err != nil {
+	if l.state, _, err = v.MemberOffset("task_struct", "__state"); err != nil {
+		if l.state, _, err = v.MemberOffset("task_struct", "state"); err != nil {
 			return nil, err
 		}
 	}
-	if l.threads, _, err = v.Member("task_struct", "thread_group"); err != nil {
+	if l.threads, _, err = v.MemberOffset("task_struct", "thread_group"); err != nil {
 		// 6.7+: threads hang off signal->thread_head through thread_node.
-		if l.threads, _, err = v.Member("task_struct", "thread_node"); err != nil {
+		if l.threads, _, err = v.MemberOffset("task_struct", "thread_node"); err != nil {
 			return nil, err
 		}
-		if l.signal, _, err = v.Member("task_struct", "signal"); err != nil {
+		if l.signal, _, err = v.MemberOffset("task_struct", "signal"); err != nil {
 			return nil, err
 		}
-		if l.threadHead, _, err = v.Member("signal_struct", "thread_head"); err != nil {
+		if l.threadHead, _, err = v.MemberOffset("signal_struct", "thread_head"); err != nil {
 			return nil, err
 		}
 	}
-	if l.totalVM, _, err = v.Member("mm_struct", "total_vm"); err != nil {
+	if l.totalVM, _, err = v.MemberOffset("mm_struct", "total_vm"); err != nil {
 		return nil, err
 	}
-	l.rss, _, _ = v.Member("mm_struct", "rss_stat")
+	l.rss, _, _ = v.MemberOffset("mm_struct", "rss_stat")
 	return l, nil
 }
 
@@ -138,7 +138,7 @@ func (k *Kernel) Tasks() ([]*Task, error) {
 	active := map[uint64]bool{}
 	for _, c := range cpus {
 		if rq, err := k.PerCPU("runqueues", c); err == nil {
-			if off, _, err := k.Vmlinux.Member("rq", "idle"); err == nil {
+			if off, _, err := k.Vmlinux.MemberOffset("rq", "idle"); err == nil {
 				if idle, err := k.U64(rq + uint64(off)); err == nil {
 					add(idle)
 				}
@@ -289,7 +289,7 @@ func (k *Kernel) CurrentTask(cpu int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	off, _, err := k.Vmlinux.Member("pcpu_hot", "current_task")
+	off, _, err := k.Vmlinux.MemberOffset("pcpu_hot", "current_task")
 	if err != nil {
 		return 0, err
 	}

@@ -3,8 +3,11 @@ package kernel
 import (
 	"debug/dwarf"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -144,7 +147,17 @@ func (v *Vmlinux) findType(name string) (dwarf.Offset, error) {
 			v.dwErr = err
 			return 0, err
 		}
+		v.loadTypeCache()
 	}
+	if off, ok := v.cached[name]; ok && int(off) < len(v.info) {
+		if int(off) >= v.cut {
+			if err := v.extendDWARF(int(off) + 1); err != nil {
+				return 0, err
+			}
+		}
+		return off, nil
+	}
+	defer v.saveTypeCache(name)
 	for {
 		if off, ok := v.typeOff[name]; ok {
 			return off, nil
@@ -198,33 +211,128 @@ func (v *Vmlinux) Type(name string) (dwarf.Type, error) {
 
 // Member resolves a member path ("thread.sp", "tasks") in a struct type,
 // looking through anonymous structs and unions, and returns its byte offset
-// and type.
+// and type. Cost: reads only the DIEs of the structs on the path (the type
+// graph is not built; the member's type is, lazily, when asked for).
 func (v *Vmlinux) Member(typeName, path string) (int64, dwarf.Type, error) {
-	t, err := v.Type(typeName)
+	off, toff, err := v.MemberOffset(typeName, path)
 	if err != nil {
 		return 0, nil, err
 	}
-	var off int64
-	for _, part := range strings.Split(path, ".") {
-		st, ok := peel(t).(*dwarf.StructType)
-		if !ok {
-			return 0, nil, fmt.Errorf("%s.%s: %s is not a struct or union", typeName, path, t)
-		}
-		o, ft, ok := findField(st, part)
-		if !ok {
-			return 0, nil, fmt.Errorf("%s has no member %s", typeName, path)
-		}
-		off += o
-		t = ft
+	v.dwMu.Lock()
+	defer v.dwMu.Unlock()
+	t, err := v.dw.Type(toff)
+	return off, t, err
+}
+
+// MemberOffset is Member without building the member's type: the byte
+// offset and the DWARF offset of the member's type.
+func (v *Vmlinux) MemberOffset(typeName, path string) (int64, dwarf.Offset, error) {
+	v.dwMu.Lock()
+	defer v.dwMu.Unlock()
+	cands := []string{typeName}
+	if !strings.Contains(typeName, " ") {
+		cands = []string{"struct " + typeName, typeName, "union " + typeName}
 	}
-	return off, t, nil
+	var toff dwarf.Offset
+	var err error
+	for _, c := range cands {
+		if toff, err = v.findType(c); err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNoType) {
+			return 0, 0, err
+		}
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	var total int64
+	for _, part := range strings.Split(path, ".") {
+		o, t, ok, err := v.memberDIE(toff, part, 0)
+		if err != nil {
+			return 0, 0, err
+		}
+		if !ok {
+			return 0, 0, fmt.Errorf("%s has no member %s", typeName, path)
+		}
+		total += o
+		toff = t
+	}
+	return total, toff, nil
+}
+
+// memberDIE finds member name among the children of the struct or union at
+// off (through typedefs and qualifiers, and into anonymous members).
+func (v *Vmlinux) memberDIE(off dwarf.Offset, name string, depth int) (int64, dwarf.Offset, bool, error) {
+	if depth > 8 {
+		return 0, 0, false, nil
+	}
+	r := v.dw.Reader()
+	for i := 0; ; i++ {
+		r.Seek(off)
+		e, err := r.Next()
+		if err != nil || e == nil {
+			return 0, 0, false, err
+		}
+		switch e.Tag {
+		case dwarf.TagTypedef, dwarf.TagConstType, dwarf.TagVolatileType:
+			t, ok := e.Val(dwarf.AttrType).(dwarf.Offset)
+			if !ok || i > 16 {
+				return 0, 0, false, nil
+			}
+			off = t
+			continue
+		case dwarf.TagStructType, dwarf.TagUnionType:
+		default:
+			return 0, 0, false, nil
+		}
+		if !e.Children {
+			return 0, 0, false, nil
+		}
+		var anon []struct {
+			loc int64
+			typ dwarf.Offset
+		}
+		for {
+			c, err := r.Next()
+			if err != nil {
+				return 0, 0, false, err
+			}
+			if c == nil || c.Tag == 0 {
+				break
+			}
+			if c.Tag == dwarf.TagMember {
+				loc, _ := c.Val(dwarf.AttrDataMemberLoc).(int64)
+				typ, _ := c.Val(dwarf.AttrType).(dwarf.Offset)
+				n, _ := c.Val(dwarf.AttrName).(string)
+				if n == name {
+					return loc, typ, true, nil
+				}
+				if n == "" {
+					anon = append(anon, struct {
+						loc int64
+						typ dwarf.Offset
+					}{loc, typ})
+				}
+			}
+			if c.Children {
+				r.SkipChildren()
+			}
+		}
+		for _, a := range anon {
+			if o, t, ok, err := v.memberDIE(a.typ, name, depth+1); err != nil || ok {
+				return a.loc + o, t, ok, err
+			}
+		}
+		return 0, 0, false, nil
+	}
 }
 
 // MustOffsets resolves several members of one type; the first failure is returned.
 func (v *Vmlinux) Offsets(typeName string, paths ...string) ([]int64, error) {
 	out := make([]int64, len(paths))
 	for i, p := range paths {
-		o, _, err := v.Member(typeName, p)
+		o, _, err := v.MemberOffset(typeName, p)
 		if err != nil {
 			return nil, err
 		}
@@ -272,4 +380,50 @@ func (v *Vmlinux) Sizeof(typeName string) (int64, error) {
 		return 0, err
 	}
 	return t.Size(), nil
+}
+
+// loadTypeCache reads the name → DIE offset index saved by an earlier run for
+// this vmlinux (keyed by its build ID) from CacheDir, when set.
+func (v *Vmlinux) loadTypeCache() {
+	v.cached = map[string]dwarf.Offset{}
+	if v.CacheDir == "" {
+		return
+	}
+	b, err := os.ReadFile(v.typeCachePath())
+	if err != nil {
+		return
+	}
+	var m map[string]dwarf.Offset
+	if json.Unmarshal(b, &m) == nil {
+		v.cached = m
+	}
+}
+
+// saveTypeCache records where name was found, for the next run.
+func (v *Vmlinux) saveTypeCache(name string) {
+	off, ok := v.typeOff[name]
+	if v.CacheDir == "" || !ok {
+		return
+	}
+	v.cached[name] = off
+	b, err := json.Marshal(v.cached)
+	if err != nil {
+		return
+	}
+	p := v.typeCachePath()
+	if os.MkdirAll(filepath.Dir(p), 0o755) != nil {
+		return
+	}
+	tmp := p + fmt.Sprintf(".%d", os.Getpid())
+	if os.WriteFile(tmp, b, 0o644) == nil {
+		os.Rename(tmp, p)
+	}
+}
+
+func (v *Vmlinux) typeCachePath() string {
+	id := v.BuildID()
+	if id == "" {
+		id = "nobuildid"
+	}
+	return filepath.Join(v.CacheDir, "types-"+id+".json")
 }

@@ -5,12 +5,14 @@ package kernel
 
 import (
 	"bytes"
+	"cmp"
 	"debug/dwarf"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -34,6 +36,11 @@ type Vmlinux struct {
 	cut       int // bytes of .debug_info dw covers
 	typeOff   map[string]dwarf.Offset
 	typeCache map[string]dwarf.Type
+	cached    map[string]dwarf.Offset // from CacheDir: where earlier runs found types
+
+	// CacheDir, when set, keeps an index of where types were found in the
+	// DWARF, per build ID, so later runs skip the scan.
+	CacheDir string
 }
 
 // Symbol is one ELF symbol of the vmlinux, at its link-time address.
@@ -141,7 +148,7 @@ func (v *Vmlinux) loadSymbols() {
 			}
 			v.syms = append(v.syms, Symbol{Name: string(name), Addr: le.Uint64(e[8:]), Size: le.Uint64(e[16:]), Type: typ})
 		}
-		sort.SliceStable(v.syms, func(i, j int) bool { return v.syms[i].Addr < v.syms[j].Addr })
+		slices.SortStableFunc(v.syms, func(a, b Symbol) int { return cmp.Compare(a.Addr, b.Addr) })
 		v.byNam = make(map[string]int, len(v.syms))
 		for i, s := range v.syms {
 			if _, ok := v.byNam[s.Name]; !ok || s.Type == elf.STT_FUNC || s.Type == elf.STT_OBJECT {
