@@ -1,0 +1,56 @@
+package crashcmd
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseHex(t *testing.T) {
+	for in, want := range map[string]uint64{"ffffffff81000000": 0xffffffff81000000, "0x10": 16, "ABC": 0xabc} {
+		if got, err := parseHex(in); err != nil || got != want {
+			t.Errorf("parseHex(%q) = %#x, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "0x", "xyz", "1ffffffffffffffff"} {
+		if _, err := parseHex(bad); err == nil {
+			t.Errorf("parseHex(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestUptimeAndSize(t *testing.T) {
+	if got := uptime(3); got != "00:00:03" {
+		t.Errorf("uptime(3) = %q", got)
+	}
+	if got := uptime(2*86400 + 3661); got != "2 days, 01:01:01" {
+		t.Errorf("uptime = %q", got)
+	}
+	if got := sizeString(32640 * 4096); got != "127.5 MB" {
+		t.Errorf("sizeString = %q", got)
+	}
+	if got := sizeString(2 << 30); got != "2 GB" {
+		t.Errorf("sizeString = %q", got)
+	}
+}
+
+func TestWriteIndented(t *testing.T) {
+	var b bytes.Buffer
+	b.WriteString("[    1.000000] ")
+	writeIndented(&b, []byte("first\nsecond"), b.Len())
+	if want := "[    1.000000] first\n               second"; b.String() != want {
+		t.Errorf("%q", b.String())
+	}
+}
+
+func TestRunUnknown(t *testing.T) {
+	s := &Session{}
+	if err := s.Run(&bytes.Buffer{}, "frobnicate"); !errors.Is(err, ErrUnknownCommand) {
+		t.Errorf("err = %v", err)
+	}
+	var b bytes.Buffer
+	if err := s.Run(&b, "help"); err != nil || !strings.Contains(b.String(), "bt ") || !strings.Contains(b.String(), "explain") {
+		t.Errorf("help: %v %q", err, b.String())
+	}
+}
