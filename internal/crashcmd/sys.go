@@ -90,8 +90,8 @@ func (s *Session) clock() (wall, mono int64) {
 		return 0, 0
 	}
 	tk += 8
-	off, _, err1 := k.Vmlinux.Member("timekeeper", "xtime_sec")
-	w2m, _, err2 := k.Vmlinux.Member("timekeeper", "wall_to_monotonic.tv_sec")
+	off, _, err1 := k.Vmlinux.MemberOffset("timekeeper", "xtime_sec")
+	w2m, _, err2 := k.Vmlinux.MemberOffset("timekeeper", "wall_to_monotonic.tv_sec")
 	if err1 != nil || err2 != nil {
 		return 0, 0
 	}
@@ -169,7 +169,7 @@ func (s *Session) utsname() [6]string {
 	if err != nil {
 		return out
 	}
-	off, _, err := k.Vmlinux.Member("uts_namespace", "name")
+	off, _, err := k.Vmlinux.MemberOffset("uts_namespace", "name")
 	if err != nil {
 		return out
 	}
@@ -183,7 +183,7 @@ func (s *Session) utsname() [6]string {
 // pglist_data.node_present_pages, through node_data[]).
 func (s *Session) memory() string {
 	k := s.K
-	off, _, err := k.Vmlinux.Member("pglist_data", "node_present_pages")
+	off, _, err := k.Vmlinux.MemberOffset("pglist_data", "node_present_pages")
 	if err != nil {
 		return ""
 	}
@@ -229,9 +229,9 @@ func (s *Session) panicMessage() string {
 	if err != nil {
 		return ""
 	}
-	for _, r := range recs {
-		t := string(r.Text)
-		for _, p := range []string{"Oops: ", "general protection fault", "kernel BUG at", "BUG: unable to handle"} {
+	for _, p := range []string{"Oops: ", "kernel BUG at", "general protection fault", "BUG: unable to handle"} {
+		for _, r := range recs {
+			t := string(r.Text)
 			if strings.HasPrefix(t, p) {
 				line, _, _ := strings.Cut(t, "\n")
 				if p == "Oops: " {

@@ -134,7 +134,11 @@ func (k *Kernel) Tasks() ([]*Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("task list: %w", err)
 	}
-	cpus, _ := k.OnlineCPUs()
+	// Idle tasks of every present CPU: panic() takes the others offline.
+	cpus, err := k.PresentCPUs()
+	if err != nil || len(cpus) == 0 {
+		cpus = k.cpus()
+	}
 	active := map[uint64]bool{}
 	for _, c := range cpus {
 		if rq, err := k.PerCPU("runqueues", c); err == nil {
