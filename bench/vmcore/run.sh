@@ -35,7 +35,7 @@ measure() {
 	local times=() rss=0
 	for _ in $(seq "$runs"); do
 		/usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>&1 || true
-		read -r s m < "$work/t"
+		read -r s m < <(tail -n 1 "$work/t")
 		times+=("$s")
 		(( m > rss )) && rss=$m
 	done

@@ -27,6 +27,9 @@ type Vmlinux struct {
 	syms  []Symbol // sorted by address
 	byNam map[string]int
 	symMu sync.Once
+	// scanMu guards scanned1, names found by scanSymbol before the table is loaded.
+	scanMu   sync.Mutex
+	scanned1 map[string]Symbol
 
 	dwMu      sync.Mutex
 	dw        *dwarf.Data // over the CUs scanned so far (see types.go)
@@ -163,14 +166,67 @@ func (v *Vmlinux) loadSymbols() {
 // ErrNoSymbol is returned for names the vmlinux does not define.
 var ErrNoSymbol = errors.New("no such symbol")
 
-// Symbol returns the link-time address of name.
+// Symbol returns the link-time address of name. Until something needs the
+// whole table (SymbolAt), names are found by a scan of .symtab in place, which
+// costs about a millisecond and no allocation per name.
 func (v *Vmlinux) Symbol(name string) (Symbol, error) {
+	v.scanMu.Lock()
+	loaded := v.syms != nil
+	if !loaded {
+		if s, ok := v.scanned1[name]; ok {
+			v.scanMu.Unlock()
+			return s, nil
+		}
+		s, ok := v.scanSymbol(name)
+		if ok {
+			if v.scanned1 == nil {
+				v.scanned1 = map[string]Symbol{}
+			}
+			v.scanned1[name] = s
+			v.scanMu.Unlock()
+			return s, nil
+		}
+		v.scanMu.Unlock()
+		return Symbol{}, fmt.Errorf("%s: %w", name, ErrNoSymbol)
+	}
+	v.scanMu.Unlock()
 	v.loadSymbols()
 	i, ok := v.byNam[name]
 	if !ok {
 		return Symbol{}, fmt.Errorf("%s: %w", name, ErrNoSymbol)
 	}
 	return v.syms[i], nil
+}
+
+// scanSymbol finds name in .symtab without building the table, preferring
+// functions and objects over untyped symbols as loadSymbols does.
+func (v *Vmlinux) scanSymbol(name string) (Symbol, bool) {
+	st := v.section(".symtab")
+	ss := v.f.Section(".symtab")
+	if st == nil || int(ss.Link) >= len(v.f.Sections) {
+		return Symbol{}, false
+	}
+	strs := v.section(v.f.Sections[ss.Link].Name)
+	le := binary.LittleEndian
+	var best Symbol
+	found := false
+	for off := 24; off+24 <= len(st); off += 24 {
+		e := st[off:]
+		no := int(le.Uint32(e))
+		if no+len(name) >= len(strs) || strs[no] != name[0] || strs[no+len(name)] != 0 || string(strs[no:no+len(name)]) != name {
+			continue
+		}
+		typ := elf.SymType(e[4] & 0xf)
+		shndx := le.Uint16(e[6:])
+		if (typ != elf.STT_FUNC && typ != elf.STT_OBJECT && typ != elf.STT_NOTYPE) || shndx == 0 || shndx == uint16(elf.SHN_ABS) {
+			continue
+		}
+		s := Symbol{Name: name, Addr: le.Uint64(e[8:]), Size: le.Uint64(e[16:]), Type: typ}
+		if !found || (best.Type == elf.STT_NOTYPE && typ != elf.STT_NOTYPE) {
+			best, found = s, true
+		}
+	}
+	return best, found
 }
 
 // SymbolAt returns the symbol containing the link-time address addr: the last
