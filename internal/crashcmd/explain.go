@@ -114,8 +114,11 @@ func runExplain(s *Session, w io.Writer, args []string) error {
 	if len(res.Code) > 0 {
 		fmt.Fprintln(w, "  code:")
 		for _, in := range res.Code {
-			b, _ := json.Marshal(in)
-			fmt.Fprintf(w, "    %s\n", b)
+			mark := ""
+			if in.Trap {
+				mark = "    <-- trapping instruction"
+			}
+			fmt.Fprintf(w, "    %+4d: %-40s %x%s\n", in.Offset, in.Text, in.Bytes, mark)
 		}
 	}
 	if e := res.Explanation; e != nil {
