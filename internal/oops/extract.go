@@ -534,10 +534,8 @@ func checkCorrupted(title string, report []byte, fm *format) string {
 		bad := true
 	scan:
 		for i := 1; i < 16 && i < len(frames); i++ {
-			for _, k := range stackStarts {
-				if k.Match(frames[i]) {
-					break scan
-				}
+			if isStackStart(frames[i]) {
+				break scan
 			}
 			if bytes.Contains(frames[i], []byte("(stack is not available)")) || lineFrames(frames[i]) != nil {
 				hasStack, bad = true, false

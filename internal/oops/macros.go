@@ -1,8 +1,10 @@
 package oops
 
 import (
+	"bytes"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Named macros usable in recogniser patterns, so that the table reads like the
@@ -34,11 +36,27 @@ func res(patterns ...string) []*regexp.Regexp {
 	return out
 }
 
+// matchAny reports whether any of rs matches line. A regexp whose matches all contain
+// some literal is skipped without running when line lacks it.
 func matchAny(line []byte, rs []*regexp.Regexp) bool {
 	for _, r := range rs {
+		if need := requiredLiteralOf(r); len(need) > 0 && !bytes.Contains(line, need) {
+			continue
+		}
 		if r.Match(line) {
 			return true
 		}
 	}
 	return false
+}
+
+var literals sync.Map // *regexp.Regexp → []byte
+
+func requiredLiteralOf(r *regexp.Regexp) []byte {
+	if v, ok := literals.Load(r); ok {
+		return v.([]byte)
+	}
+	lit := requiredLiteral(r.String())
+	literals.Store(r, lit)
+	return lit
 }
