@@ -21,6 +21,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -47,7 +48,9 @@ type Binary struct {
 	mapped   []byte
 	elf      *elf.File
 	syms     []Symbol // sorted by Addr
-	byName   map[string][]Symbol
+	byName   map[string][]Symbol // built after scanLookups lookups
+	nameOnce sync.Once
+	lookups  atomic.Int64
 	secBase  map[int]uint64 // .ko: address given to each SHF_ALLOC section
 	secByNam map[string]int
 
@@ -209,27 +212,14 @@ func (b *Binary) loadSymbols() error {
 		}
 		b.syms = append(b.syms, Symbol{Name: s.Name, Addr: addr, Size: s.Size, Section: int(s.Section), order: len(b.syms)})
 	}
-	// The name index is built while the address order is sorted (two cores halve
-	// the cost on a distribution vmlinux's 100k+ symbols).
-	done := make(chan map[string][]Symbol)
-	go func(syms []Symbol) {
-		m := make(map[string][]Symbol, len(syms))
-		for _, s := range syms {
-			m[s.Name] = append(m[s.Name], s)
-		}
-		done <- m
-	}(b.syms)
-	sorted := slices.Clone(b.syms)
 	// Ties stay in symbol-table order (pdqsort with the index as tiebreak is several
-	// times faster than a stable sort).
-	slices.SortFunc(sorted, func(x, y Symbol) int {
+	// times faster than a stable sort on 100k+ symbols).
+	slices.SortFunc(b.syms, func(x, y Symbol) int {
 		if c := cmp.Compare(x.Addr, y.Addr); c != 0 {
 			return c
 		}
 		return cmp.Compare(x.order, y.order)
 	})
-	b.syms = sorted
-	b.byName = <-done
 	return nil
 }
 
@@ -237,7 +227,7 @@ func (b *Binary) loadSymbols() error {
 // (static functions), the one whose size matches wins; with no size or no match, the
 // first function symbol.
 func (b *Binary) Resolve(name string, off, size uint64) (uint64, Symbol, error) {
-	cands := b.byName[name]
+	cands := b.lookupName(name)
 	if len(cands) == 0 {
 		return 0, Symbol{}, fmt.Errorf("%s: no symbol %q", b.Path, name)
 	}
@@ -249,6 +239,34 @@ func (b *Binary) Resolve(name string, off, size uint64) (uint64, Symbol, error) 
 		}
 	}
 	return s.Addr + off, s, nil
+}
+
+// scanLookups is how many name lookups are answered by scanning the symbols before
+// the name index is built: a one-shot decode of a few dozen frames never pays for
+// indexing 100k+ names, a long-running process gets the index.
+const scanLookups = 64
+
+func (b *Binary) lookupName(name string) []Symbol {
+	if b.lookups.Add(1) <= scanLookups {
+		var out []Symbol
+		for _, s := range b.syms {
+			if s.Name == name {
+				out = append(out, s)
+			}
+		}
+		slices.SortFunc(out, func(x, y Symbol) int { return cmp.Compare(x.order, y.order) })
+		return out
+	}
+	b.nameOnce.Do(func() {
+		m := make(map[string][]Symbol, len(b.syms))
+		byOrder := slices.Clone(b.syms)
+		slices.SortFunc(byOrder, func(x, y Symbol) int { return cmp.Compare(x.order, y.order) })
+		for _, s := range byOrder {
+			m[s.Name] = append(m[s.Name], s)
+		}
+		b.byName = m
+	})
+	return b.byName[name]
 }
 
 // SymbolAt returns the symbol containing addr.
