@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -33,13 +34,25 @@ func main() {
 	crashes := flag.Int("crashes", 20, "hosts that crash during each run")
 	seconds := flag.Float64("seconds", 5, "length of each run")
 	tries := flag.Int("tries", 5, "zero-loss attempts, each at 85% of the previous rate")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the collector runs to this file")
 	script := flag.String("crash", "internal/netconsole/testdata/ACCESS_NULL.netconsole-ext", "extended capture of a crash to mix in")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "serve-bench:", err)
+			os.Exit(1)
+		}
+		profile = f
+	}
 	if err := run(*hosts, *crashes, time.Duration(*seconds*float64(time.Second)), *tries, *script); err != nil {
 		fmt.Fprintln(os.Stderr, "serve-bench:", err)
 		os.Exit(1)
 	}
 }
+
+// profile, when set, receives a CPU profile of the collector's blast run.
+var profile *os.File
 
 func crashScript(path string) ([]string, error) {
 	data, err := os.ReadFile(path)
@@ -77,7 +90,13 @@ func run(hosts, crashes int, d time.Duration, tries int, scriptPath string) erro
 		return err
 	}
 	fmt.Printf("raw recvmmsg drain: %.0f datagrams/s (sent %d, received %d)\n", raw.rate(), raw.sent, raw.received)
+	if profile != nil {
+		pprof.StartCPUProfile(profile)
+	}
 	blast, err := measure(hosts, crashes, script, 0, d, true)
+	if profile != nil {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return err
 	}

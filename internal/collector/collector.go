@@ -115,22 +115,23 @@ type shard struct {
 
 // host is one source's state, guarded by its shard's mutex.
 type host struct {
-	id       string
-	sh       *shard
-	stream   *netconsole.Stream
-	ctx      []byte // the last lines, at most about 2×ContextBytes
-	capture  []byte // nil unless a report is being captured
-	capStart time.Time
-	quietFor int  // lines since the last detected line
-	ready    bool // the capture is complete (end marker, size)
-	lastLine time.Time
-	lastSeen time.Time
-	boot     time.Time
-	dirty    bool // lastSeen/boot not yet told to the store
-	name     string
-	release  string
-	log      []byte // not yet written to the raw log
-	tailing  atomic.Bool
+	id         string
+	sh         *shard
+	stream     *netconsole.Stream
+	ctx        []byte // the last lines, at most about 2×ContextBytes
+	capture    []byte // nil unless a report is being captured
+	capStart   time.Time
+	quietFor   int  // lines since the last detected line
+	ready      bool // the capture is complete (end marker, size)
+	lastLine   time.Time
+	lastSeen   time.Time
+	boot       time.Time
+	dirty      bool // lastSeen/boot not yet told to the store
+	name       string
+	release    string
+	log        []byte // not yet written to the raw log
+	logWritten time.Time
+	tailing    atomic.Bool
 }
 
 // New returns a collector; call Run to start its background work.
@@ -267,6 +268,13 @@ const laterLines = 300
 // maxLog bounds a host's unwritten raw log; more is dropped until the writer runs.
 const maxLog = 256 << 10
 
+// Raw logs are written per host once logChunkBytes are waiting, while the host is
+// crashing, and at least every logEvery.
+const (
+	logChunkBytes = 16 << 10
+	logEvery      = 5 * time.Second
+)
+
 // line takes one console line of h, newline included; the shard lock is held.
 func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Time) {
 	c.Stats.Lines.Add(1)
@@ -343,7 +351,7 @@ func (c *Collector) finish(h *host) {
 
 // tick releases held records, completes quiet captures and collects the hosts
 // whose last contact the store has not heard of.
-func (c *Collector) tick(now time.Time, seen *[]store.HostSeen, logs *[]logChunk) {
+func (c *Collector) tick(now time.Time, seen *[]store.HostSeen, logs *[]logChunk, all bool) {
 	for _, sh := range c.shards {
 		sh.mu.Lock()
 		visit := func(h *host) {
@@ -359,9 +367,12 @@ func (c *Collector) tick(now time.Time, seen *[]store.HostSeen, logs *[]logChunk
 				*seen = append(*seen, store.HostSeen{ID: h.id, Name: h.name, Release: h.release, Seen: h.lastSeen, Boot: h.boot})
 				h.dirty = false
 			}
-			if logs != nil && len(h.log) > 0 {
+			// A host's raw log is written when it has a fair amount, when it is
+			// crashing, or every logEvery; writing 10,000 small pieces every second
+			// would cost more than collecting them.
+			if logs != nil && len(h.log) > 0 && (all || len(h.log) >= logChunkBytes || h.capture != nil || now.Sub(h.logWritten) >= logEvery) {
 				*logs = append(*logs, logChunk{host: h.id, data: h.log})
-				h.log = nil
+				h.log, h.logWritten = nil, now
 			}
 		}
 		for _, h := range sh.hosts {
@@ -389,9 +400,9 @@ func (c *Collector) Run(ctx context.Context, drain time.Duration) {
 	defer slow.Stop()
 	var seen []store.HostSeen
 	var logs []logChunk
-	flush := func(now time.Time) {
+	flush := func(now time.Time, all bool) {
 		seen, logs = seen[:0], logs[:0]
-		c.tick(now, &seen, &logs)
+		c.tick(now, &seen, &logs, all)
 		if c.logs != nil {
 			c.logs.write(logs)
 		}
@@ -410,9 +421,9 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case now := <-fast.C:
-			c.tick(now, nil, nil)
+			c.tick(now, nil, nil, false)
 		case now := <-slow.C:
-			flush(now)
+			flush(now, false)
 		}
 	}
 	// Complete everything and drain.
@@ -427,7 +438,10 @@ loop:
 		}
 		sh.mu.Unlock()
 	}
-	flush(time.Now())
+	flush(time.Now(), true)
+	if c.logs != nil {
+		c.logs.Close()
+	}
 	close(c.analyze)
 	timer := time.AfterFunc(drain, stopStore)
 	c.wg.Wait()

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"container/list"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,15 +14,62 @@ type logChunk struct {
 }
 
 // logWriter appends to per-host raw logs, rotating each at max bytes (the previous
-// file becomes HOST.log.1), so a host costs at most 2×max of disk.
+// file becomes HOST.log.1), so a host costs at most 2×max of disk. It keeps up to
+// maxOpen files open (least recently written closed first): with thousands of hosts,
+// opening every log on every flush costs more than everything else the collector does.
 type logWriter struct {
 	dir   string
 	max   int64
 	sizes map[string]int64
+	open  map[string]*list.Element // host → element of lru holding *openLog
+	lru   *list.List
 }
 
+type openLog struct {
+	host string
+	f    *os.File
+}
+
+// maxOpen bounds the raw log files kept open.
+const maxOpen = 2048
+
 func newLogWriter(dir string, max int64) *logWriter {
-	return &logWriter{dir: dir, max: max, sizes: map[string]int64{}}
+	return &logWriter{dir: dir, max: max, sizes: map[string]int64{}, open: map[string]*list.Element{}, lru: list.New()}
+}
+
+// file returns the open log of host, opening it (and closing the least recently
+// used one beyond maxOpen) when needed.
+func (w *logWriter) file(host, path string) (*os.File, error) {
+	if e, ok := w.open[host]; ok {
+		w.lru.MoveToFront(e)
+		return e.Value.(*openLog).f, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	w.open[host] = w.lru.PushFront(&openLog{host, f})
+	for w.lru.Len() > maxOpen {
+		old := w.lru.Remove(w.lru.Back()).(*openLog)
+		old.f.Close()
+		delete(w.open, old.host)
+	}
+	return f, nil
+}
+
+func (w *logWriter) closeFile(host string) {
+	if e, ok := w.open[host]; ok {
+		e.Value.(*openLog).f.Close()
+		w.lru.Remove(e)
+		delete(w.open, host)
+	}
+}
+
+// Close closes the open log files.
+func (w *logWriter) Close() {
+	for h := range w.open {
+		w.closeFile(h)
+	}
 }
 
 // LogName is the raw log file name of a host id: safe for any id ("10.0.0.1:6665"
@@ -53,12 +101,13 @@ func (w *logWriter) write(chunks []logChunk) error {
 			}
 		}
 		if size+int64(len(ch.data)) > w.max && size > 0 {
+			w.closeFile(ch.host)
 			if err := os.Rename(path, path+".1"); err != nil && first == nil {
 				first = err
 			}
 			size = 0
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		f, err := w.file(ch.host, path)
 		if err != nil {
 			if first == nil {
 				first = err
@@ -66,7 +115,6 @@ func (w *logWriter) write(chunks []logChunk) error {
 			continue
 		}
 		n, err := f.Write(ch.data)
-		f.Close()
 		if err != nil && first == nil {
 			first = err
 		}
