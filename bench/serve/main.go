@@ -33,6 +33,7 @@ func main() {
 	hosts := flag.Int("hosts", 10000, "simulated hosts")
 	crashes := flag.Int("crashes", 20, "hosts that crash during each run")
 	seconds := flag.Float64("seconds", 5, "length of each run")
+	warm := flag.Bool("warm", true, "measure the collector in steady state: every host known and its raw log file created before the timed run (creating 10,000 files takes seconds on a slow disk and happens once per host)")
 	tries := flag.Int("tries", 5, "zero-loss attempts, each at 85% of the previous rate")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the collector runs to this file")
 	script := flag.String("crash", "internal/netconsole/testdata/ACCESS_NULL.netconsole-ext", "extended capture of a crash to mix in")
@@ -45,11 +46,15 @@ func main() {
 		}
 		profile = f
 	}
+	warmUp = *warm
 	if err := run(*hosts, *crashes, time.Duration(*seconds*float64(time.Second)), *tries, *script); err != nil {
 		fmt.Fprintln(os.Stderr, "serve-bench:", err)
 		os.Exit(1)
 	}
 }
+
+// warmUp makes collector runs start with every host known (see -warm).
+var warmUp bool
 
 // profile, when set, receives a CPU profile of the collector's blast run.
 var profile *os.File
@@ -84,7 +89,7 @@ func run(hosts, crashes int, d time.Duration, tries int, scriptPath string) erro
 	if err != nil {
 		return err
 	}
-	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d; %d hosts, %d crashes per run, %s per run\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), hosts, crashes, d)
+	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d; %d hosts, %d crashes per run, %s per run; collector warmed up first: %v\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), hosts, crashes, d, warmUp)
 	raw, err := measure(hosts, crashes, script, 0, d, false)
 	if err != nil {
 		return err
@@ -104,6 +109,11 @@ func run(hosts, crashes int, d time.Duration, tries int, scriptPath string) erro
 		blast.rate(), blast.sent, blast.received, blast.reports, crashes, float64(blast.heapPeak)/(1<<20))
 	rate := blast.rate() * 0.95
 	var best *result
+	// A blast run that lost nothing is itself a sustained zero-loss rate: the
+	// generator, sharing the CPUs, was the limit.
+	if blast.sent == blast.received && blast.gaps == 0 && blast.reports == uint64(crashes) {
+		best = &blast
+	}
 	for i := 0; i < tries && best == nil; i++ {
 		r, err := measure(hosts, crashes, script, rate, d, true)
 		if err != nil {
@@ -181,6 +191,20 @@ func measure(hosts, crashes int, script []string, rate float64, d time.Duration,
 	}()
 	runtime.GC()
 	f := newFleet(hosts, crashes, script, 20)
+	var base uint64
+	if col != nil && warmUp {
+		// Ten records per host (crashes start at the 20th), then wait for the raw
+		// logs to be written once, so the timed run sees a collector in steady state.
+		srcs := make([][4]byte, 64)
+		for n := 0; n < hosts*10; n += 64 {
+			f.fill(snd, 64, srcs)
+			if err := snd.send(64, srcs); err != nil {
+				return res, err
+			}
+		}
+		time.Sleep(6500 * time.Millisecond)
+		base = pkts(col, &received)
+	}
 	start := time.Now()
 	res.sent, err = f.run(snd, rate, d)
 	if err != nil {
@@ -189,7 +213,7 @@ func measure(hosts, crashes int, script []string, rate float64, d time.Duration,
 	// Let the receiver catch up with what the socket holds.
 	for last := uint64(0); ; {
 		time.Sleep(300 * time.Millisecond)
-		n := pkts(col, &received)
+		n := pkts(col, &received) - base
 		if n == last || n >= res.sent {
 			break
 		}
@@ -210,7 +234,7 @@ func measure(hosts, crashes int, script []string, rate float64, d time.Duration,
 		res.gaps = col.Stats.Gaps.Load()
 		res.hosts = col.Stats.Hosts.Load()
 	}
-	res.received = pkts(col, &received)
+	res.received = pkts(col, &received) - base
 	close(stopSample)
 	res.heapPeak = peak.Load()
 	if col != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // logChunk is console text of one host waiting to be written.
@@ -30,8 +31,15 @@ type openLog struct {
 	f    *os.File
 }
 
-// maxOpen bounds the raw log files kept open.
-const maxOpen = 2048
+// maxOpen bounds the raw log files kept open: half the process's file limit (Go
+// raises the soft limit to the hard one at start), between 256 and 65536.
+var maxOpen = func() int {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 1024
+	}
+	return int(min(max(r.Cur/2, 256), 65536))
+}()
 
 func newLogWriter(dir string, max int64) *logWriter {
 	return &logWriter{dir: dir, max: max, sizes: map[string]int64{}, open: map[string]*list.Element{}, lru: list.New()}
