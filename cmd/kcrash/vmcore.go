@@ -55,6 +55,7 @@ func runVmcore(env *cmdEnv, args []string) error {
 	}
 	defer k.Close()
 	s := &crashcmd.Session{K: k, VmlinuxPath: vmlinux, DumpPath: vmcore, ModulesDir: *modules, JSON: *asJSON}
+	defer s.Close()
 	if k.Dump.Incomplete() {
 		fmt.Fprintf(env.stderr, "kcrash: warning: %s is an incomplete dump\n", vmcore)
 	}

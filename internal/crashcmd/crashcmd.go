@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/kcrash/kcrash/internal/kernel"
+	"github.com/kcrash/kcrash/internal/symbolize"
 )
 
 // Session is an open vmlinux and dump with the paths crash prints.
@@ -26,6 +27,13 @@ type Session struct {
 	ModFiles map[string]string
 	// JSON selects machine output for the commands that support it.
 	JSON bool
+
+	// Line tables for dis -l, opened on first use.
+	vmlinuxLines *symbolize.Binary
+	linesErr     error
+	compDir      string
+	modLines     map[string]*symbolize.Binary
+	modCompDir   map[string]string
 }
 
 // Command is one row of the command table.

@@ -54,3 +54,21 @@ func TestRunUnknown(t *testing.T) {
 		t.Errorf("help: %v %q", err, b.String())
 	}
 }
+
+func TestGdbString(t *testing.T) {
+	for _, c := range []struct {
+		in   []byte
+		want string
+	}{
+		{[]byte("init\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"), `"init\000\000\000\000\000\000\000\000\000\000\000"`},
+		{[]byte("rcu_tasks_kthre\x00"), `"rcu_tasks_kthre"`},
+		{[]byte("a\"b\\\n\x1b\x7f"), `"a\"b\\\n\033\177"`},
+	} {
+		if got := gdbString(c.in, false); got != c.want {
+			t.Errorf("gdbString(%q) = %s, want %s", c.in, got, c.want)
+		}
+	}
+	if got := gdbChar('\'', '\''); got != `\'` {
+		t.Errorf("gdbChar quote = %s", got)
+	}
+}

@@ -8,8 +8,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-
-	"golang.org/x/arch/x86/x86asm"
 )
 
 func init() {
@@ -18,78 +16,6 @@ func init() {
 	register(&Command{Name: "struct", Synopsis: "show a struct or one member at an address: struct TYPE[.member] ADDR", Run: runStruct})
 	register(&Command{Name: "sym", Synopsis: "symbol to address or address to symbol", Run: runSym})
 	register(&Command{Name: "mod", Synopsis: "loaded modules; mod -s NAME FILE registers a module's debug file", Run: runMod})
-}
-
-// maxDis bounds a disassembly (bytes of one function or count instructions).
-const maxDis = 1 << 16
-
-func runDis(s *Session, w io.Writer, args []string) error {
-	reverse, lines := false, false
-	var rest []string
-	for _, a := range args {
-		switch a {
-		case "-r":
-			reverse = true
-		case "-l":
-			lines = true
-		case "-rl", "-lr":
-			reverse, lines = true, true
-		default:
-			rest = append(rest, a)
-		}
-	}
-	if len(rest) == 0 || len(rest) > 2 {
-		return fmt.Errorf("dis: usage: dis [-rl] ADDR|SYMBOL [COUNT]")
-	}
-	addr, err := s.addrOrSymbol(rest[0])
-	if err != nil {
-		return err
-	}
-	sym, off, _, ok := s.K.Lookup(addr)
-	start, end, count := addr, addr, 1
-	isSym := !strings.HasPrefix(rest[0], "0x") && !isHexWord(rest[0])
-	switch {
-	case reverse && ok:
-		start, end, count = sym.Addr, addr+1, maxDis
-	case len(rest) == 2:
-		n, err := strconv.Atoi(rest[1])
-		if err != nil || n <= 0 || n > maxDis {
-			return fmt.Errorf("dis: count %q", rest[1])
-		}
-		count, end = n, addr+uint64(n)*15
-	case isSym && ok && off == 0 && sym.Size > 0:
-		start, end, count = sym.Addr, sym.Addr+min(sym.Size, maxDis), maxDis
-	default:
-		end = addr + 15
-	}
-	code := make([]byte, end-start+15)
-	if _, err := s.K.ReadAt(code, start); err != nil {
-		return err
-	}
-	_ = lines // line numbers need the decoder's line tables; see the report
-	pc := start
-	for i := 0; i < count && pc < end; i++ {
-		in, err := x86asm.Decode(code[pc-start:], 64)
-		text := ""
-		if err != nil {
-			in.Len = 1
-			text = fmt.Sprintf("(bad) %#02x", code[pc-start])
-		} else {
-			text = x86asm.GNUSyntax(in, pc, func(a uint64) (string, uint64) {
-				if sy, o, _, ok := s.K.Lookup(a); ok && o == 0 {
-					return sy.Name, sy.Addr
-				}
-				return "", 0
-			})
-		}
-		name, o, _ := s.symName(pc)
-		if o != 0 {
-			name += "+" + strconv.FormatUint(o, 10)
-		}
-		fmt.Fprintf(w, "0x%x <%s>:\t%s\n", pc, name, text)
-		pc += uint64(in.Len)
-	}
-	return nil
 }
 
 func isHexWord(s string) bool {
@@ -257,9 +183,9 @@ const maxStructBytes = 1 << 20
 
 func runStruct(s *Session, w io.Writer, args []string) error {
 	if len(args) != 2 {
-		return fmt.Errorf("struct: usage: struct TYPE[.member] ADDR")
+		return fmt.Errorf("struct: usage: struct TYPE[.member[,member…]] ADDR")
 	}
-	typ, member, _ := strings.Cut(args[0], ".")
+	typ, members, _ := strings.Cut(args[0], ".")
 	addr, err := s.addrOrSymbol(args[1])
 	if err != nil {
 		return err
@@ -268,20 +194,28 @@ func runStruct(s *Session, w io.Writer, args []string) error {
 	if err != nil {
 		return err
 	}
-	if member != "" {
-		off, mt, err := s.K.Vmlinux.Member(typ, member)
-		if err != nil {
-			return err
+	if members != "" {
+		// crash prints each member asked for as gdb prints a struct's member,
+		// every line ending in a comma.
+		for _, member := range strings.Split(members, ",") {
+			off, mt, err := s.K.Vmlinux.Member(typ, member)
+			if err != nil {
+				return err
+			}
+			v := s.value(mt, addr+uint64(off), "  ", 0)
+			fmt.Fprintf(w, "  %s = %s,\n", member, v)
 		}
-		v := s.value(mt, addr+uint64(off), "  ", 0)
-		fmt.Fprintf(w, "  %s = %s\n", member, v)
 		return nil
 	}
 	fmt.Fprintf(w, "%s %s\n", t.String(), s.value(t, addr, "", 0))
 	return nil
 }
 
-// value renders memory at addr as a value of t, gdb style.
+// value renders memory at addr as a value of t as gdb prints it in crash:
+// members separated by ",\n" (none after the last), pointers as 0x… with
+// <symbol+offset> when they point into a symbol, enums by enumerator name,
+// char arrays as strings with every byte but a final NUL shown (\000 escapes,
+// no <repeats> folding, as crash's gdb prints them), other arrays as {a, b}.
 func (s *Session) value(t dwarf.Type, addr uint64, indent string, depth int) string {
 	if t.Size() > maxStructBytes {
 		return "<too large>"
@@ -297,36 +231,45 @@ func (s *Session) value(t dwarf.Type, addr uint64, indent string, depth int) str
 		}
 		var b strings.Builder
 		b.WriteString("{\n")
-		for _, f := range x.Field {
-			name := f.Name
-			v := s.value(f.Type, addr+uint64(f.ByteOffset), indent+"  ", depth+1)
+		for i, f := range x.Field {
+			var v string
 			if f.BitSize > 0 {
 				v = s.bits(addr+uint64(f.ByteOffset), f)
-			}
-			if name == "" {
-				fmt.Fprintf(&b, "%s  %s,\n", indent, v)
 			} else {
-				fmt.Fprintf(&b, "%s  %s = %s,\n", indent, name, v)
+				v = s.value(f.Type, addr+uint64(f.ByteOffset), indent+"  ", depth+1)
+			}
+			sep := ","
+			if i == len(x.Field)-1 {
+				sep = ""
+			}
+			if f.Name == "" {
+				fmt.Fprintf(&b, "%s  %s%s\n", indent, v, sep)
+			} else {
+				fmt.Fprintf(&b, "%s  %s = %s%s\n", indent, f.Name, v, sep)
 			}
 		}
 		b.WriteString(indent + "}")
 		return b.String()
 	case *dwarf.ArrayType:
-		if et, ok := x.Type.(*dwarf.CharType); ok && et.Size() == 1 {
-			str, err := s.K.CString(addr, int(max(x.Size(), 1)))
-			if err != nil {
+		if et := peel(x.Type); et.Size() == 1 && isCharType(et) {
+			n := max(x.Size(), 0)
+			if n > maxGdbElements+1 {
+				n = maxGdbElements + 1
+			}
+			buf := make([]byte, n)
+			if _, err := s.K.ReadAt(buf, addr); err != nil {
 				return "<unreadable>"
 			}
-			return strconv.Quote(str)
+			return gdbString(buf, x.Size() > maxGdbElements+1)
 		}
 		if x.Count <= 0 || x.Type.Size() <= 0 {
 			return "{}"
 		}
 		var parts []string
-		for i := int64(0); i < min(x.Count, 16); i++ {
+		for i := int64(0); i < min(x.Count, maxGdbElements); i++ {
 			parts = append(parts, s.value(x.Type, addr+uint64(i*x.Type.Size()), indent+"  ", depth+1))
 		}
-		if x.Count > 16 {
+		if x.Count > maxGdbElements {
 			parts = append(parts, "...")
 		}
 		return "{" + strings.Join(parts, ", ") + "}"
@@ -335,8 +278,8 @@ func (s *Session) value(t dwarf.Type, addr uint64, indent string, depth int) str
 		if err != nil {
 			return "<unreadable>"
 		}
-		if sym, off, _, ok := s.K.Lookup(v); ok && off == 0 {
-			return fmt.Sprintf("0x%x <%s>", v, sym.Name)
+		if ref := s.symRef(v); ref != "" {
+			return fmt.Sprintf("0x%x %s", v, ref)
 		}
 		return fmt.Sprintf("0x%x", v)
 	case *dwarf.EnumType, *dwarf.IntType, *dwarf.UintType, *dwarf.CharType, *dwarf.UcharType, *dwarf.BoolType:
@@ -349,9 +292,21 @@ func (s *Session) value(t dwarf.Type, addr uint64, indent string, depth int) str
 			return "<unreadable>"
 		}
 		u := binary.LittleEndian.Uint64(b)
-		switch t.(type) {
-		case *dwarf.IntType, *dwarf.CharType, *dwarf.EnumType:
-			sh := uint(64 - 8*n)
+		sh := uint(64 - 8*n)
+		switch x := t.(type) {
+		case *dwarf.EnumType:
+			for _, e := range x.Val {
+				if e.Val == int64(u<<sh)>>sh || uint64(e.Val) == u {
+					return e.Name
+				}
+			}
+			return strconv.FormatInt(int64(u<<sh)>>sh, 10)
+		case *dwarf.CharType:
+			c := int64(u<<sh) >> sh
+			return fmt.Sprintf("%d '%s'", c, gdbChar(byte(u), '\''))
+		case *dwarf.UcharType:
+			return fmt.Sprintf("%d '%s'", u, gdbChar(byte(u), '\''))
+		case *dwarf.IntType:
 			return strconv.FormatInt(int64(u<<sh)>>sh, 10)
 		case *dwarf.BoolType:
 			return strconv.FormatBool(u != 0)
@@ -359,6 +314,81 @@ func (s *Session) value(t dwarf.Type, addr uint64, indent string, depth int) str
 		return strconv.FormatUint(u, 10)
 	}
 	return fmt.Sprintf("<%s>", t.String())
+}
+
+// maxGdbElements is gdb's default `print elements` limit.
+const maxGdbElements = 200
+
+func isCharType(t dwarf.Type) bool {
+	switch t.(type) {
+	case *dwarf.CharType, *dwarf.UcharType:
+		return true
+	}
+	return false
+}
+
+// gdbString quotes a char array as gdb does: a final NUL is not shown, other
+// bytes are, escaped; truncated adds gdb's "...".
+func gdbString(b []byte, truncated bool) string {
+	if truncated {
+		b = b[:maxGdbElements]
+	} else if len(b) > 0 && b[len(b)-1] == 0 {
+		b = b[:len(b)-1]
+	}
+	var sb strings.Builder
+	sb.WriteByte('"')
+	for _, c := range b {
+		sb.WriteString(gdbChar(c, '"'))
+	}
+	sb.WriteByte('"')
+	if truncated {
+		sb.WriteString("...")
+	}
+	return sb.String()
+}
+
+// gdbChar escapes one byte inside quotes q as gdb prints it.
+func gdbChar(c byte, q byte) string {
+	switch c {
+	case '\a':
+		return `\a`
+	case '\b':
+		return `\b`
+	case '\f':
+		return `\f`
+	case '\n':
+		return `\n`
+	case '\r':
+		return `\r`
+	case '\t':
+		return `\t`
+	case '\v':
+		return `\v`
+	case 033:
+		return `\033`
+	case '\\':
+		return `\\`
+	case q:
+		return `\` + string(q)
+	}
+	if c < 0x20 || c >= 0x7f {
+		return fmt.Sprintf("\\%03o", c)
+	}
+	return string(c)
+}
+
+// peel strips typedefs and qualifiers.
+func peel(t dwarf.Type) dwarf.Type {
+	for {
+		switch x := t.(type) {
+		case *dwarf.TypedefType:
+			t = x.Type
+		case *dwarf.QualType:
+			t = x.Type
+		default:
+			return t
+		}
+	}
 }
 
 func (s *Session) bits(addr uint64, f *dwarf.StructField) string {

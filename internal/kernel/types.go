@@ -427,3 +427,52 @@ func (v *Vmlinux) typeCachePath() string {
 	}
 	return filepath.Join(v.CacheDir, "types-"+id+".json")
 }
+
+// CompDir returns the compilation directory the vmlinux's relative source
+// paths are relative to, or "". gdb, and so crash, print a line table's
+// relative path joined to its unit's DW_AT_comp_dir. A kernel is compiled in
+// one object directory, and relative paths only occur in units whose
+// comp_dir is itself relative (a -ffile-prefix-map build, like Debian's:
+// "debian/build/build_amd64_none_cloud-amd64"), while assembler units may keep
+// an absolute one: so the first relative comp_dir among the first units is
+// returned, else the first unit's. Cost: the root entries of a few units.
+func (v *Vmlinux) CompDir() (dir string) {
+	info := v.section(".debug_info")
+	defer func() {
+		if recover() != nil {
+			dir = ""
+		}
+	}()
+	first := ""
+	for off, i := 0, 0; off+12 < len(info) && i < 64; i++ {
+		end := unitEnd(info, off)
+		d := unitCompDir(v, info[off:end])
+		if i == 0 {
+			first = d
+		}
+		if d != "" && !strings.HasPrefix(d, "/") {
+			return d
+		}
+		off = end
+	}
+	return first
+}
+
+// unitCompDir reads DW_AT_comp_dir from the root entry of one unit.
+func unitCompDir(v *Vmlinux, unit []byte) string {
+	dw, err := dwarf.New(v.section(".debug_abbrev"), nil, nil, unit, nil, nil, nil, v.section(".debug_str"))
+	if err != nil {
+		return ""
+	}
+	for _, s := range []string{".debug_line_str", ".debug_str_offsets"} {
+		if b := v.section(s); b != nil {
+			dw.AddSection(s, b)
+		}
+	}
+	e, err := dw.Reader().Next()
+	if err != nil || e == nil {
+		return ""
+	}
+	d, _ := e.Val(dwarf.AttrCompDir).(string)
+	return d
+}
