@@ -72,3 +72,20 @@ func TestGdbString(t *testing.T) {
 		t.Errorf("gdbChar quote = %s", got)
 	}
 }
+
+func TestGdbDisHelpers(t *testing.T) {
+	if got := dsSegment("%edx,0x107ea8b(%rip)"); got != "%edx,%ds:0x107ea8b(%rip)" {
+		t.Errorf("dsSegment = %q", got)
+	}
+	if got := dsSegment("0x8(%rax,%rbx,1),%ecx"); got != "%ds:0x8(%rax,%rbx,1),%ecx" {
+		t.Errorf("dsSegment = %q", got)
+	}
+	if !hasDSPrefix([]byte{0x3e, 0x0f, 0xb1}) || hasDSPrefix([]byte{0x48, 0x3e}) {
+		t.Error("hasDSPrefix")
+	}
+	for in, want := range map[string]string{"panic_print_sys_info.part.0": "panic_print_sys_info", "f.constprop.0.isra.0": "f", "page_fault_oops.cold": "page_fault_oops.cold"} {
+		if got := gdbName(in); got != want {
+			t.Errorf("gdbName(%s) = %s", in, got)
+		}
+	}
+}

@@ -101,6 +101,10 @@ func runDis(s *Session, w io.Writer, args []string) error {
 //   - branch and call targets are "0xADDR <sym+DEC>" (objdump: "ADDR <sym+0xHEX>");
 //   - a RIP-relative operand's "# 0xADDR" comment names the symbol there;
 //   - REX.W 63 is movslq (disasm.ATT says movsxd; objdump 2.40 also says movslq);
+//   - the sign extensions of rAX are cltq, cwtl, cbtw, cqto, cltd, cwtd
+//     (disasm.ATT: cdqe, cwde, cbw, cqo, cdq, cwd);
+//   - a DS segment prefix (3e: the kernel patches lock prefixes to it on a
+//     uniprocessor) shows as %ds: on the memory operand; ATT drops it;
 //   - crash marks the 5-byte nop ftrace left at a function's entry "[FTRACE NOP]".
 func (s *Session) gdbInst(in *x86asm.Inst, raw []byte, pc uint64) string {
 	t := disasm.ATT(in, raw, pc)
@@ -117,6 +121,9 @@ func (s *Session) gdbInst(in *x86asm.Inst, raw []byte, pc uint64) string {
 		// 48 63: gdb and objdump name the 64-bit sign extension from 32 bits movslq.
 		t = "movslq " + t[len("movsxd "):]
 	}
+	if g, ok := gdbMnemonics[t]; ok {
+		t = g
+	}
 	mnem, ops := t, ""
 	words := strings.Split(t, " ")
 	for i, wd := range words {
@@ -124,6 +131,9 @@ func (s *Session) gdbInst(in *x86asm.Inst, raw []byte, pc uint64) string {
 			mnem, ops = strings.Join(words[:i], " "), strings.Join(words[i:], " ")
 			break
 		}
+	}
+	if hasDSPrefix(raw) && !strings.Contains(ops, "%ds:") {
+		ops = dsSegment(ops)
 	}
 	for _, a := range in.Args {
 		if r, ok := a.(x86asm.Rel); ok {
@@ -141,12 +151,65 @@ func (s *Session) gdbInst(in *x86asm.Inst, raw []byte, pc uint64) string {
 	return out
 }
 
+// gdbMnemonics maps disasm.ATT's operand-less mnemonics to gdb's names.
+var gdbMnemonics = map[string]string{"cdqe": "cltq", "cwde": "cwtl", "cbw": "cbtw", "cqo": "cqto", "cdq": "cltd", "cwd": "cwtd"}
+
+// hasDSPrefix reports a 3e byte among an instruction's legacy prefixes.
+func hasDSPrefix(raw []byte) bool {
+	for _, b := range raw {
+		switch b {
+		case 0x3e:
+			return true
+		case 0x66, 0x67, 0xf0, 0xf2, 0xf3, 0x2e, 0x36, 0x26, 0x64, 0x65:
+			continue
+		}
+		return false
+	}
+	return false
+}
+
+// dsSegment puts %ds: in front of the memory operand of an operand list.
+func dsSegment(ops string) string {
+	depth, start := 0, 0
+	for i := 0; i <= len(ops); i++ {
+		if i == len(ops) || ops[i] == ',' && depth == 0 {
+			if op := ops[start:i]; strings.Contains(op, "(") && !strings.HasPrefix(op, "%") {
+				return ops[:start] + "%ds:" + ops[start:]
+			}
+			start = i + 1
+			continue
+		}
+		switch ops[i] {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		}
+	}
+	return ops
+}
+
+// gdbName is the name gdb gives a function symbol: for GCC's clones
+// (foo.part.0, foo.isra.0, foo.constprop.0) the DWARF subprogram of the clone
+// starts at the symbol and carries the original name, which gdb prefers to the
+// ELF symbol's; a .cold part is not a subprogram of its own, so it keeps the
+// ELF name.
+func gdbName(name string) string {
+	for _, suf := range []string{".part.", ".isra.", ".constprop."} {
+		if i := strings.Index(name, suf); i > 0 {
+			name = name[:i]
+		}
+	}
+	return name
+}
+
 // symRef is gdb's "<sym+off>" for an address, or "".
 func (s *Session) symRef(a uint64) string {
 	name, off, _ := s.symName(a)
 	if name == "" {
 		return ""
 	}
+	name = gdbName(name)
 	if off != 0 {
 		return "<" + name + "+" + strconv.FormatUint(off, 10) + ">"
 	}
