@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kcrash/kcrash/internal/lab"
+	"github.com/kcrash/kcrash/internal/oops"
 )
 
 // The vmcore tests run `kcrash vmcore` on the lab's dumps and compare it with
@@ -659,4 +661,133 @@ func TestVmcoreDisStructAgainstCrash(t *testing.T) {
 	}
 	t.Logf("dis/struct agreement with crash:\n%s\ntotal: dis %d/%d instruction lines equal, source line %d/%d equal (%d others are binutils' choice among rows at one address), struct %d/%d equal",
 		strings.Join(rows, "\n"), instEq, insts, srcEq, insts, srcBinutils, structEq, structs)
+}
+
+// TestVmcoreBtAgainstLogTrace compares kcrash's bt of the panic task with the
+// kernel's own Call Trace of the panic in the dump's log: the kernel printed
+// it with its ORC unwinder, and its reliable frames (those without "?") are
+// the real call chain. Traces are taken from oops.Parse of kcrash's log.
+// panic() prints its own trace (dump_stack) unless an oops is in progress:
+// the last trace with a reliable panic frame, from panic on, must equal
+// kcrash's frames, which start at panic. Otherwise the panic came from an
+// oops (panic_on_oops: "Fatal exception"): the trace of the report that
+// panicked starts at the caller of the function its RIP names, and must
+// equal kcrash's frames after the exception frame with that RIP. Function
+// names only; every dump of every format.
+func TestVmcoreBtAgainstLogTrace(t *testing.T) {
+	m := manifest(t)
+	vmlinux := m.Path(m.Kernel.Vmlinux)
+	var mu sync.Mutex
+	var rows []string
+	equal, total := 0, 0
+	t.Run("dumps", func(t *testing.T) {
+		for _, e := range m.Entries {
+			for _, a := range e.Artifacts {
+				if a.Kind != lab.ArtVmcore || a.Path == "" || a.Error != "" {
+					continue
+				}
+				e, a := e, a
+				t.Run(e.Name+"/"+a.Format, func(t *testing.T) {
+					t.Parallel()
+					path := m.Path(a.Path)
+					res, ok := compareBtWithLog(t, vmlinux, path)
+					mu.Lock()
+					defer mu.Unlock()
+					rows = append(rows, fmt.Sprintf("%-28s %-16s %s", e.Name, a.Format, res))
+					if ok >= 0 {
+						total++
+						equal += ok
+					}
+				})
+			}
+		}
+	})
+	sort.Strings(rows)
+	t.Logf("bt against the log's Call Trace of the panic: %d/%d dumps equal\n%s", equal, total, strings.Join(rows, "\n"))
+}
+
+// compareBtWithLog returns a summary and 1 (equal), 0 (differs: an error is
+// reported) or -1 (the log has no trace of the panic to compare with).
+func compareBtWithLog(t *testing.T, vmlinux, path string) (string, int) {
+	logText := kcrashVmcore(t, vmlinux, path, "log")
+	// kcrash's frames in order, and after which frame each kernel-mode
+	// exception ("[exception RIP: name+off]") was printed.
+	var frames []string
+	excAfter := map[int]string{}
+	for _, l := range strings.Split(kcrashVmcore(t, vmlinux, path, "bt"), "\n") {
+		if g := btFrame.FindStringSubmatch(l); g != nil {
+			frames = append(frames, g[3])
+		} else if _, rest, ok := strings.Cut(l, "[exception RIP: "); ok {
+			name, _, _ := strings.Cut(strings.TrimSuffix(rest, "]"), "+")
+			excAfter[len(frames)] = name
+		}
+	}
+	reports := oops.Parse([]byte(logText))
+	reliable := func(r *oops.Report) []string {
+		var fs []string
+		for _, f := range r.Frames {
+			if f.Reliable && f.Func != "" {
+				fs = append(fs, f.Func)
+			}
+		}
+		return fs
+	}
+	// The panic's own trace: panic() prints one (dump_stack) unless an oops
+	// is in progress; it is the last trace with a reliable panic frame.
+	// oops.Parse keeps that trace with the report the panic ended, if any,
+	// so the log from the panic message on is parsed alone for it.
+	var main *oops.Report
+	if i := strings.LastIndex(logText, "] Kernel panic - not syncing"); i >= 0 {
+		i = strings.LastIndex(logText[:i], "\n") + 1
+		for _, r := range oops.Parse([]byte(logText[i:])) {
+			if slices.Contains(reliable(r), "panic") {
+				main = r
+			}
+		}
+	}
+	if main == nil {
+		// Panicking from an oops: the trace of the report that panicked.
+		for _, r := range reports {
+			if r.Panicked {
+				main = r
+				break
+			}
+		}
+	}
+	if main == nil {
+		return "no report that panicked in the log", -1
+	}
+	want := reliable(main)
+	if len(want) == 0 {
+		return fmt.Sprintf("the panic's report (%s) has no call trace in the log", main.Title), -1
+	}
+	var got []string
+	if !slices.Contains(want, "panic") && main.IP != nil && main.IP.Func != "" {
+		start := -1
+		for i := range frames {
+			if excAfter[i+1] == main.IP.Func && start < 0 {
+				start = i + 1
+			}
+		}
+		if start < 0 {
+			t.Errorf("kcrash bt has no exception frame in %s (the report's RIP); exceptions: %v", main.IP.Func, excAfter)
+			return "no exception frame at the report's RIP", 0
+		}
+		got = frames[start:]
+	} else {
+		i := 0
+		for i < len(want) && want[i] != "panic" {
+			i++
+		}
+		if i == len(want) {
+			return "the panic's trace has no panic frame", -1
+		}
+		want = want[i:]
+		got = frames
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("bt frames differ from the log's Call Trace of %q:\nkcrash: %s\nkernel: %s", main.Title, strings.Join(got, " "), strings.Join(want, " "))
+		return fmt.Sprintf("DIFFER (%d kcrash frames, %d in the log)", len(got), len(want)), 0
+	}
+	return fmt.Sprintf("%d frames equal", len(want)), 1
 }
