@@ -791,3 +791,50 @@ func compareBtWithLog(t *testing.T, vmlinux, path string) (string, int) {
 	}
 	return fmt.Sprintf("%d frames equal", len(want)), 1
 }
+
+// TestVmcoreExplainModules checks that explain symbolizes the lkdtm frames of
+// the ACCESS_NULL dump, with lkdtm.ko found either in a --modules directory
+// holding both the Debian module debug files and the lab's lkdtm.ko (linked,
+// as labDecoder does), or registered with `mod -s`.
+func TestVmcoreExplainModules(t *testing.T) {
+	m := manifest(t)
+	e := m.Entry("ACCESS_NULL")
+	if e == nil {
+		needLab(t, "no ACCESS_NULL entry")
+	}
+	var dump string
+	for _, a := range e.Artifacts {
+		if a.Kind == lab.ArtVmcore && a.Path != "" && a.Error == "" {
+			dump = m.Path(a.Path)
+			break
+		}
+	}
+	if dump == "" {
+		needLab(t, "no ACCESS_NULL vmcore")
+	}
+	vmlinux, debug, lkdtm := m.Path(m.Kernel.Vmlinux), m.Path(m.Kernel.DebugDir), m.Path(m.Kernel.LKDTM)
+	mods := t.TempDir()
+	if err := os.Symlink(debug, filepath.Join(mods, "debug")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(lkdtm, filepath.Join(mods, "lkdtm.ko")); err != nil {
+		t.Fatal(err)
+	}
+	perms := regexp.MustCompile(`=> lkdtm_ACCESS_NULL \([^)]*perms\.c:\d+\)`)
+	for _, run := range []struct{ name, modules, cmd string }{
+		{"modules dir", mods, "explain"},
+		{"mod -s", debug, "mod -s lkdtm " + lkdtm + "; explain"},
+	} {
+		out, err := exec.Command(kcrashBin, "vmcore", "--modules", run.modules, vmlinux, dump, run.cmd).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", run.name, err, lastLines(out, 5))
+		}
+		s := string(out)
+		if !perms.MatchString(s) {
+			t.Errorf("%s: explain does not place lkdtm_ACCESS_NULL in perms.c:\n%s", run.name, s)
+		}
+		if !strings.Contains(s, "EXPLANATION: NULL pointer dereference") {
+			t.Errorf("%s: explain gives no NULL dereference explanation:\n%s", run.name, s)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/kcrash/kcrash/internal/decode"
@@ -60,7 +62,13 @@ func (s *Session) Explain() (*Explanation, error) {
 	// The report taken from the dump's log is handed to the decoder with the
 	// session's vmlinux and module directory; everything above is independent
 	// of the decoder.
-	d, err := decode.New(decode.Options{Vmlinux: s.VmlinuxPath, ModulesDir: s.ModulesDir})
+	modDir, cleanup, err := s.decoderModules()
+	if err != nil {
+		ex.Error = err.Error()
+		return ex, nil
+	}
+	defer cleanup()
+	d, err := decode.New(decode.Options{Vmlinux: s.VmlinuxPath, ModulesDir: modDir})
 	if err != nil {
 		ex.Error = err.Error()
 		return ex, nil
@@ -69,6 +77,41 @@ func (s *Session) Explain() (*Explanation, error) {
 	ex.Decoded = d.Decode(main)
 	// --- end of the decoder plug-in point ---
 	return ex, nil
+}
+
+// decoderModules is the module directory for the decoder: ModulesDir alone,
+// or, when `mod -s` registered debug files, a temporary directory linking
+// ModulesDir and each registered file as NAME.ko (the decoder searches one
+// directory tree by module name); cleanup removes it.
+func (s *Session) decoderModules() (string, func(), error) {
+	if len(s.ModFiles) == 0 {
+		return s.ModulesDir, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "kcrash-modules-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	link := func(target, name string) error {
+		abs, err := filepath.Abs(target)
+		if err != nil {
+			return err
+		}
+		return os.Symlink(abs, filepath.Join(dir, name))
+	}
+	if s.ModulesDir != "" {
+		if err := link(s.ModulesDir, "modules"); err != nil {
+			cleanup()
+			return "", nil, err
+		}
+	}
+	for name, file := range s.ModFiles {
+		if err := link(file, name+".ko"); err != nil {
+			cleanup()
+			return "", nil, err
+		}
+	}
+	return dir, cleanup, nil
 }
 
 func runExplain(s *Session, w io.Writer, args []string) error {
