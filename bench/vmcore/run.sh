@@ -5,6 +5,9 @@
 #   ps,bt: kcrash vmcore VMLINUX DUMP ps|bt vs  drgn -c DUMP -s VMLINUX (for_each_task / stack_trace)
 # Each command runs RUNS times (default 5) after one warm-up; the median wall
 # time and the largest peak RSS (GNU time's %M) are reported, with the ratios.
+# kcrash-ps-cold and kcrash-bt-cold delete kcrash's type index (kept per build
+# ID under ~/.cache/kcrash/vmlinux) before every run: the first run on a new
+# vmlinux. drgn keeps no such cache, so its figure is its cold one.
 #
 # usage: bench/vmcore/run.sh [VMLINUX] [ELF-PAGING-DUMP]
 #   defaults: the crash lab's vmlinux and EXCEPTION.vmcore.elf-paging
@@ -28,12 +31,16 @@ t = per_cpu(prog["current_task"], prog["panic_cpu"].counter.value_())
 print(prog.stack_trace(t))
 PY
 
+typecache=${XDG_CACHE_HOME:-$HOME/.cache}/kcrash/vmlinux
+
 # measure NAME CMD...: runs the command RUNS times; prints "NAME median_s max_rss_kb".
+# With COLD=1 the type index is deleted before each run.
 measure() {
 	local name=$1; shift
 	"$@" >/dev/null 2>&1 || true # warm-up: page cache
 	local times=() rss=0
 	for _ in $(seq "$runs"); do
+		[[ ${COLD:-} == 1 ]] && rm -f "$typecache"/types-*.json
 		/usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>&1 || true
 		read -r s m < <(tail -n 1 "$work/t")
 		times+=("$s")
@@ -47,17 +54,19 @@ measure() {
 {
 	measure kcrash-log "$work/kcrash" vmcore "$vmlinux" "$dump" log
 	measure crash-log sh -c "echo log | crash -s '$vmlinux' '$dump'"
+	COLD=1 measure kcrash-ps-cold "$work/kcrash" vmcore "$vmlinux" "$dump" ps
 	measure kcrash-ps "$work/kcrash" vmcore "$vmlinux" "$dump" ps
 	measure drgn-ps drgn -q -c "$dump" -s "$vmlinux" "$work/ps.py"
+	COLD=1 measure kcrash-bt-cold "$work/kcrash" vmcore "$vmlinux" "$dump" bt
 	measure kcrash-bt "$work/kcrash" vmcore "$vmlinux" "$dump" bt
 	measure drgn-bt drgn -q -c "$dump" -s "$vmlinux" "$work/bt.py"
 } > "$work/results"
 
 echo "dump: $dump ($runs runs each, median wall time, max peak RSS)"
 awk '
-	{ t[$1] = $2; m[$1] = $3; printf "%-10s %8.3f s %9d KB\n", $1, $2, $3 }
+	{ t[$1] = $2; m[$1] = $3; printf "%-15s %8.3f s %9d KB\n", $1, $2, $3 }
 	END {
 		printf "\nlog: crash/kcrash time %.1fx, peak RSS %.1fx\n", t["crash-log"]/t["kcrash-log"], m["crash-log"]/m["kcrash-log"]
-		printf "ps:  drgn/kcrash time %.1fx\n", t["drgn-ps"]/t["kcrash-ps"]
-		printf "bt:  drgn/kcrash time %.1fx\n", t["drgn-bt"]/t["kcrash-bt"]
+		printf "ps:  drgn/kcrash time %.1fx warm, %.1fx cold\n", t["drgn-ps"]/t["kcrash-ps"], t["drgn-ps"]/t["kcrash-ps-cold"]
+		printf "bt:  drgn/kcrash time %.1fx warm, %.1fx cold\n", t["drgn-bt"]/t["kcrash-bt"], t["drgn-bt"]/t["kcrash-bt-cold"]
 	}' "$work/results"
