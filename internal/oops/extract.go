@@ -527,13 +527,20 @@ func checkCorrupted(title string, report []byte, fm *format) string {
 		if at < 0 {
 			continue
 		}
-		frames := bytes.Split(report[at:], []byte("\n"))
-		if len(frames) < 4 {
+		// The next 15 lines (without splitting the whole rest of the report).
+		var frames [16][]byte
+		nf := 0
+		for p := at; p <= len(report) && nf < len(frames); nf++ {
+			e := lineEnd(report, p)
+			frames[nf] = report[p:e]
+			p = e + 1
+		}
+		if nf < 4 {
 			return "call trace is missed"
 		}
 		bad := true
 	scan:
-		for i := 1; i < 16 && i < len(frames); i++ {
+		for i := 1; i < nf; i++ {
 			if isStackStart(frames[i]) {
 				break scan
 			}

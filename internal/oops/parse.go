@@ -3,6 +3,7 @@ package oops
 import (
 	"bytes"
 	"strings"
+	"sync"
 )
 
 // Parse finds every crash report in log, in order, and parses each one.
@@ -22,7 +23,12 @@ func Parse(log []byte) []*Report {
 	var reports []*Report
 	spanEnd := -1
 	disconnected := bytes.Contains(text, vmDisconnected)
-	var scratch []byte // report text buffer, reused from report to report
+	scratch := scratchPool.Get().([]byte)[:0] // report text buffer, reused from report to report
+	defer func() {
+		if cap(scratch) <= 1<<20 {
+			scratchPool.Put(scratch[:0])
+		}
+	}()
 	for i, ol := range ols {
 		if ol.rec == nil || ol.pos <= spanEnd {
 			continue
@@ -59,6 +65,10 @@ func Detect(log []byte) bool {
 }
 
 var vmDisconnected = []byte("serialport: VM disconnected.")
+
+// scratchPool holds report text buffers between Parse calls (the text never outlives a
+// report's analysis).
+var scratchPool = sync.Pool{New: func() any { return make([]byte, 0, 16<<10) }}
 
 func build(text []byte, ols []oopsLine, idx, tail int, scratch *[]byte) *Report {
 	ol := ols[idx]
