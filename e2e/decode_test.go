@@ -5,10 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/kcrash/kcrash/internal/decode"
+	"github.com/kcrash/kcrash/internal/disasm"
 	"github.com/kcrash/kcrash/internal/lab"
 	"github.com/kcrash/kcrash/internal/oops"
 	"github.com/kcrash/kcrash/internal/symbolize"
@@ -328,5 +330,78 @@ func TestDecodeModuleByBuildID(t *testing.T) {
 	}
 	if len(res.Frames) != 1 || res.Frames[0].Err != "" || res.Frames[0].Locations[0].Function != "direct_entry" {
 		t.Fatalf("frames %+v", res.Frames)
+	}
+}
+
+var objdumpTarget = regexp.MustCompile(`(?:0x)?([0-9a-f]{16})|# (?:0x)?([0-9a-f]+)`)
+
+// TestDisasmVmlinuxAgainstObjdump disassembles whole functions of the Debian vmlinux
+// (every 500th function symbol, from its start) and compares every instruction with
+// objdump -d on the same bytes at the same addresses.
+func TestDisasmVmlinuxAgainstObjdump(t *testing.T) {
+	m := manifest(t)
+	vm, err := symbolize.Open(m.Path(m.Kernel.Vmlinux))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	var total, agree, funcs int
+	var diffs []string
+	for i, s := range vm.Symbols() {
+		if i%500 != 0 || s.Size == 0 || s.Size > 4096 {
+			continue
+		}
+		code, err := vm.Text(s.Addr, s.Size)
+		if err != nil || len(code) == 0 || code[0] == 0 {
+			continue
+		}
+		ours, err := disasm.X86(code, 0, s.Addr, nil)
+		if err != nil {
+			continue
+		}
+		out, err := exec.Command("objdump", "-d", "-z", fmt.Sprintf("--start-address=%#x", s.Addr),
+			fmt.Sprintf("--stop-address=%#x", s.Addr+s.Size), m.Path(m.Kernel.Vmlinux)).Output()
+		if err != nil {
+			t.Fatalf("objdump: %v", err)
+		}
+		ref := map[uint64]string{}
+		for _, l := range strings.Split(string(out), "\n") {
+			var a uint64
+			if _, err := fmt.Sscanf(strings.TrimSpace(l), "%x:", &a); err != nil {
+				continue
+			}
+			parts := strings.SplitN(l, "\t", 3)
+			if len(parts) == 3 {
+				ref[a] = parts[2]
+			}
+		}
+		funcs++
+		for _, in := range ours {
+			want, ok := ref[in.Addr]
+			if !ok {
+				continue // objdump continued an instruction's bytes on a second line
+			}
+			total++
+			// With symbols objdump prints branch targets and RIP-relative comments as
+			// "ffffffff81000000 <sym+off>"; on raw bytes (and in kcrash) as "0xffffffff81000000".
+			w := objdumpTarget.ReplaceAllString(strings.Join(strings.Fields(want), " "), "$1$2")
+			if j := strings.Index(w, " <"); j > 0 {
+				w = w[:j]
+			}
+			g := objdumpTarget.ReplaceAllString(strings.Join(strings.Fields(in.Text), " "), "$1$2")
+			if w == g {
+				agree++
+			} else if len(diffs) < 40 {
+				diffs = append(diffs, fmt.Sprintf("%s+%#x % x: kcrash %q, objdump %q", s.Name, in.Addr-s.Addr, in.Bytes, in.Text, want))
+			}
+		}
+	}
+	for _, d := range diffs {
+		t.Log(d)
+	}
+	t.Logf("vmlinux: %d functions, %d/%d instructions equal objdump's", funcs, agree, total)
+	fmt.Printf("disasm vs objdump on vmlinux: %d/%d instructions in %d functions\n", agree, total, funcs)
+	if funcs < 50 || agree != total {
+		t.Errorf("%d of %d instructions differ from objdump", total-agree, total)
 	}
 }

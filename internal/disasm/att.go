@@ -37,6 +37,12 @@ func att(in *x86asm.Inst, raw []byte, pc uint64) string {
 		mnem = mnem[:len(mnem)-1]
 	case "icebp":
 		mnem = "int1"
+	case "cdqe":
+		mnem = "cltq"
+	case "movsxd":
+		if operandWidth(in) == 64 {
+			mnem = "movslq"
+		}
 	case "pushfq", "popfq":
 		mnem = mnem[:len(mnem)-1]
 	case "lcallq", "ljmpq":
@@ -110,8 +116,8 @@ func att(in *x86asm.Inst, raw []byte, pc uint64) string {
 				s = "%" + regName(a.Segment) + ":"
 			}
 			explicit := hasModRM && (mod == 1 || mod == 2)
-			if a.Disp >= 0x80000000 && a.Disp <= 0xffffffff && a.Base != x86asm.RIP {
-				a.Disp -= 1 << 32 // disp32 is sign-extended in 64-bit addressing
+			if a.Disp >= 0x80000000 && a.Disp <= 0xffffffff {
+				a.Disp -= 1 << 32 // disp32 is sign-extended in 64-bit addressing, RIP-relative too
 			}
 			if op >= 0xa0 && op <= 0xa3 && a.Base == 0 && a.Index == 0 {
 				s += fmt.Sprintf("0x%x", uint64(a.Disp)) // moffs64: an absolute address
@@ -119,7 +125,8 @@ func att(in *x86asm.Inst, raw []byte, pc uint64) string {
 				s += signedHex(a.Disp) + "(%rip)"
 				comment = fmt.Sprintf("        # 0x%x", pc+uint64(in.Len)+uint64(a.Disp))
 			} else {
-				if a.Disp != 0 || explicit || a.Base == 0 && a.Index == 0 {
+				// No base register means a disp32 is encoded (absolute, or SIB base 101).
+				if a.Disp != 0 || explicit || a.Base == 0 {
 					s += signedHex(a.Disp)
 				}
 				if a.Base != 0 || a.Index != 0 {
