@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+
+	"github.com/kcrash/kcrash/internal/symbolize"
 )
 
 // ErrNoType is returned when the vmlinux's DWARF does not define a type.
@@ -38,126 +41,211 @@ func unitEnd(info []byte, off int) int {
 	return off + hdr + int(n)
 }
 
-// extendDWARF rebuilds v.dw over the units up to at least want bytes of .debug_info.
-func (v *Vmlinux) extendDWARF(want int) (err error) {
-	if v.info == nil {
-		v.info = v.section(".debug_info")
-		if v.info == nil {
-			return fmt.Errorf("%s has no DWARF (.debug_info): use the -dbg package's vmlinux", v.Path)
-		}
-		v.typeOff = map[string]dwarf.Offset{}
-		v.typeCache = map[string]dwarf.Type{}
-	}
-	cut := v.cut
-	for cut < len(v.info) && cut < want {
-		cut = unitEnd(v.info, cut)
-	}
-	if cut == v.cut && v.dw != nil {
+// Types are read one compilation unit at a time: each unit gets a dwarf.Data of its
+// own bytes (one header and one abbreviation table to parse), so finding
+// task_struct does not mean building a reader over every unit before it. Offsets
+// handed around in this file are absolute in .debug_info; unitData maps them back.
+
+// unitCache holds the per-unit readers opened so far.
+type unitCache struct {
+	starts []int               // sorted unit header offsets (from .debug_aranges, then as scanned)
+	data   map[int]*dwarf.Data // by unit header offset
+}
+
+// initDWARF locates .debug_info and the unit starts.
+func (v *Vmlinux) initDWARF() error {
+	if v.info != nil {
 		return nil
+	}
+	v.info = v.section(".debug_info")
+	if v.info == nil {
+		return fmt.Errorf("%s has no DWARF (.debug_info): use the -dbg package's vmlinux", v.Path)
+	}
+	v.typeOff = map[string]dwarf.Offset{}
+	v.typeCache = map[string]dwarf.Type{}
+	v.units.data = map[int]*dwarf.Data{}
+	if ar := v.section(".debug_aranges"); ar != nil {
+		rs, _ := symbolize.ParseAranges(ar)
+		seen := map[int]bool{}
+		for _, r := range rs {
+			if u := int(r.Unit); !seen[u] && u < len(v.info) {
+				seen[u] = true
+				v.units.starts = append(v.units.starts, u)
+			}
+			v.aranges = append(v.aranges, r)
+		}
+		sort.Ints(v.units.starts)
+		sort.Slice(v.aranges, func(i, j int) bool { return v.aranges[i].Lo < v.aranges[j].Lo })
+	}
+	return nil
+}
+
+// unitOf returns the header offset of the unit holding absolute offset off.
+func (v *Vmlinux) unitOf(off int) (int, bool) {
+	i := sort.SearchInts(v.units.starts, off+1) - 1
+	if i >= 0 && off < unitEnd(v.info, v.units.starts[i]) {
+		return v.units.starts[i], true
+	}
+	return 0, false
+}
+
+func (v *Vmlinux) addUnitStart(u int) {
+	i := sort.SearchInts(v.units.starts, u)
+	if i < len(v.units.starts) && v.units.starts[i] == u {
+		return
+	}
+	v.units.starts = append(v.units.starts, 0)
+	copy(v.units.starts[i+1:], v.units.starts[i:])
+	v.units.starts[i] = u
+}
+
+// unitData returns the reader of the unit starting at u.
+func (v *Vmlinux) unitData(u int) (d *dwarf.Data, err error) {
+	if d, ok := v.units.data[u]; ok {
+		return d, nil
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%s: malformed DWARF: %v", v.Path, p)
+			err = fmt.Errorf("%s: malformed DWARF unit at %#x: %v", v.Path, u, p)
 		}
 	}()
-	dw, err := dwarf.New(v.section(".debug_abbrev"), nil, nil, v.info[:cut], nil, nil, nil, v.section(".debug_str"))
+	end := unitEnd(v.info, u)
+	d, err = dwarf.New(v.section(".debug_abbrev"), nil, nil, v.info[u:end], nil, nil, nil, v.section(".debug_str"))
 	if err != nil {
-		return fmt.Errorf("%s: DWARF: %w", v.Path, err)
+		return nil, fmt.Errorf("%s: DWARF unit at %#x: %w", v.Path, u, err)
 	}
 	for _, s := range []string{".debug_line_str", ".debug_str_offsets", ".debug_rnglists", ".debug_addr"} {
 		if b := v.section(s); b != nil {
-			if err := dw.AddSection(s, b); err != nil {
-				return err
+			if err := d.AddSection(s, b); err != nil {
+				return nil, err
 			}
 		}
 	}
-	v.dw, v.cut = dw, cut
-	return nil
+	v.units.data[u] = d
+	return d, nil
 }
 
-// scanUnit records the named top-level types of the unit at v.scanned and
-// advances past it.
-func (v *Vmlinux) scanUnit() error {
-	start := v.scanned
-	end := unitEnd(v.info, start)
-	hdr := 11
-	if start+6 <= len(v.info) && binary.LittleEndian.Uint16(v.info[start+4:]) >= 5 {
-		hdr = 12
+// dataAt returns the reader for absolute offset off and off relative to it.
+func (v *Vmlinux) dataAt(off dwarf.Offset) (*dwarf.Data, dwarf.Offset, int, error) {
+	u, ok := v.unitOf(int(off))
+	if !ok {
+		return nil, 0, 0, fmt.Errorf("%s: DWARF offset %#x is in no known unit", v.Path, off)
 	}
-	if binary.LittleEndian.Uint32(v.info[start:]) == 0xffffffff {
-		hdr += 8
+	d, err := v.unitData(u)
+	return d, off - dwarf.Offset(u), u, err
+}
+
+// typeAt builds the type at absolute offset off.
+func (v *Vmlinux) typeAt(off dwarf.Offset) (dwarf.Type, error) {
+	d, rel, _, err := v.dataAt(off)
+	if err != nil {
+		return nil, err
 	}
-	r := v.dw.Reader()
-	r.Seek(dwarf.Offset(start + hdr))
-	cu, err := r.Next()
-	if err != nil || cu == nil {
-		v.scanned = end
+	return d.Type(rel)
+}
+
+// scanUnitAt records the named top-level types of the unit starting at u.
+func (v *Vmlinux) scanUnitAt(u int) error {
+	v.addUnitStart(u)
+	d, err := v.unitData(u)
+	if err != nil {
 		return err
 	}
-	if cu.Children {
-		for {
-			e, err := r.Next()
-			if err != nil {
-				v.scanned = end
-				return err
-			}
-			if e == nil || e.Tag == 0 {
-				break
-			}
-			var prefix string
-			switch e.Tag {
-			case dwarf.TagStructType:
-				prefix = "struct "
-			case dwarf.TagUnionType:
-				prefix = "union "
-			case dwarf.TagEnumerationType:
-				prefix = "enum "
-			case dwarf.TagTypedef, dwarf.TagBaseType:
-			default:
-				if e.Children {
-					r.SkipChildren()
-				}
-				continue
-			}
-			name, _ := e.Val(dwarf.AttrName).(string)
-			decl, _ := e.Val(dwarf.AttrDeclaration).(bool)
-			if name != "" && !decl {
-				if _, ok := v.typeOff[prefix+name]; !ok {
-					v.typeOff[prefix+name] = e.Offset
-				}
-			}
+	r := d.Reader()
+	cu, err := r.Next()
+	if err != nil || cu == nil || !cu.Children {
+		return err
+	}
+	for {
+		e, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if e == nil || e.Tag == 0 {
+			return nil
+		}
+		var prefix string
+		switch e.Tag {
+		case dwarf.TagStructType:
+			prefix = "struct "
+		case dwarf.TagUnionType:
+			prefix = "union "
+		case dwarf.TagEnumerationType:
+			prefix = "enum "
+		case dwarf.TagTypedef, dwarf.TagBaseType:
+		default:
 			if e.Children {
 				r.SkipChildren()
 			}
+			continue
+		}
+		name, _ := e.Val(dwarf.AttrName).(string)
+		decl, _ := e.Val(dwarf.AttrDeclaration).(bool)
+		if name != "" && !decl {
+			if _, ok := v.typeOff[prefix+name]; !ok {
+				v.typeOff[prefix+name] = e.Offset + dwarf.Offset(u)
+			}
+		}
+		if e.Children {
+			r.SkipChildren()
 		}
 	}
-	v.scanned = end
-	return nil
 }
 
-// findType returns the DWARF offset of a named type ("struct task_struct",
-// "atomic_long_t"), scanning units in order until it appears. Cost: the first
-// call indexes the first few MB of .debug_info; rare types may index it all.
+// anchorFunctions are defined in units that include nearly every core header
+// (kernel/fork.c, kernel/exit.c, the scheduler, the module loader): their units
+// define the structures crash's commands read, so they are scanned first.
+var anchorFunctions = []string{"copy_process", "do_exit", "load_module", "__schedule"}
+
+// scanAnchors scans the units of the anchor functions (found through .debug_aranges).
+func (v *Vmlinux) scanAnchors() {
+	for _, fn := range anchorFunctions {
+		s, err := v.Symbol(fn)
+		if err != nil {
+			continue
+		}
+		i := sort.Search(len(v.aranges), func(i int) bool { return v.aranges[i].Lo > s.Addr }) - 1
+		if i >= 0 && s.Addr < v.aranges[i].Hi && int(v.aranges[i].Unit) < len(v.info) {
+			u := int(v.aranges[i].Unit)
+			if !v.anchorDone[u] {
+				v.anchorDone[u] = true
+				v.scanUnitAt(u)
+			}
+		}
+	}
+}
+
+// findType returns the absolute DWARF offset of a named type ("struct task_struct",
+// "atomic_long_t"). Cost: the first call scans the few anchor units; a type they
+// lack is searched unit by unit from the start (all of .debug_info for rare types).
+// Where earlier runs found types is cached per build ID.
 func (v *Vmlinux) findType(name string) (dwarf.Offset, error) {
 	if v.dwErr != nil {
 		return 0, v.dwErr
 	}
-	if v.dw == nil {
-		if err := v.extendDWARF(firstWindow); err != nil {
+	if v.info == nil {
+		if err := v.initDWARF(); err != nil {
 			v.dwErr = err
 			return 0, err
 		}
 		v.loadTypeCache()
 	}
 	if off, ok := v.cached[name]; ok && int(off) < len(v.info) {
-		if int(off) >= v.cut {
-			if err := v.extendDWARF(int(off) + 1); err != nil {
-				return 0, err
-			}
+		if _, ok := v.unitOf(int(off)); ok {
+			return off, nil
 		}
-		return off, nil
 	}
 	defer v.saveTypeCache(name)
+	if off, ok := v.typeOff[name]; ok {
+		return off, nil
+	}
+	if v.anchorDone == nil {
+		v.anchorDone = map[int]bool{}
+		v.scanAnchors()
+		if off, ok := v.typeOff[name]; ok {
+			return off, nil
+		}
+	}
 	for {
 		if off, ok := v.typeOff[name]; ok {
 			return off, nil
@@ -165,12 +253,12 @@ func (v *Vmlinux) findType(name string) (dwarf.Offset, error) {
 		if v.scanned >= len(v.info) {
 			return 0, fmt.Errorf("%s: %w", name, ErrNoType)
 		}
-		if v.scanned >= v.cut {
-			if err := v.extendDWARF(max(2*v.cut, v.cut+firstWindow)); err != nil {
-				return 0, err
-			}
+		u := v.scanned
+		v.scanned = unitEnd(v.info, u)
+		if v.anchorDone[u] {
+			continue
 		}
-		if err := v.scanUnit(); err != nil {
+		if err := v.scanUnitAt(u); err != nil {
 			return 0, err
 		}
 	}
@@ -199,7 +287,7 @@ func (v *Vmlinux) Type(name string) (dwarf.Type, error) {
 			}
 			return nil, err
 		}
-		t, err := v.dw.Type(off)
+		t, err := v.typeAt(off)
 		if err != nil {
 			return nil, err
 		}
@@ -220,7 +308,7 @@ func (v *Vmlinux) Member(typeName, path string) (int64, dwarf.Type, error) {
 	}
 	v.dwMu.Lock()
 	defer v.dwMu.Unlock()
-	t, err := v.dw.Type(toff)
+	t, err := v.typeAt(toff)
 	return off, t, err
 }
 
@@ -267,7 +355,13 @@ func (v *Vmlinux) memberDIE(off dwarf.Offset, name string, depth int) (int64, dw
 	if depth > 8 {
 		return 0, 0, false, nil
 	}
-	r := v.dw.Reader()
+	d, rel, u, err := v.dataAt(off)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	base := dwarf.Offset(u)
+	off = rel
+	r := d.Reader()
 	for i := 0; ; i++ {
 		r.Seek(off)
 		e, err := r.Next()
@@ -306,13 +400,13 @@ func (v *Vmlinux) memberDIE(off dwarf.Offset, name string, depth int) (int64, dw
 				typ, _ := c.Val(dwarf.AttrType).(dwarf.Offset)
 				n, _ := c.Val(dwarf.AttrName).(string)
 				if n == name {
-					return loc, typ, true, nil
+					return loc, typ + base, true, nil
 				}
 				if n == "" {
 					anon = append(anon, struct {
 						loc int64
 						typ dwarf.Offset
-					}{loc, typ})
+					}{loc, typ + base})
 				}
 			}
 			if c.Children {

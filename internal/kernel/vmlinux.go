@@ -16,6 +16,8 @@ import (
 	"sort"
 	"sync"
 	"syscall"
+
+	"github.com/kcrash/kcrash/internal/symbolize"
 )
 
 // Vmlinux is the kernel image with its symbols and, when present, DWARF. The
@@ -31,15 +33,16 @@ type Vmlinux struct {
 	scanMu   sync.Mutex
 	scanned1 map[string]Symbol
 
-	dwMu      sync.Mutex
-	dw        *dwarf.Data // over the CUs scanned so far (see types.go)
-	dwErr     error
-	info      []byte
-	scanned   int // bytes of .debug_info scanned for type names
-	cut       int // bytes of .debug_info dw covers
-	typeOff   map[string]dwarf.Offset
-	typeCache map[string]dwarf.Type
-	cached    map[string]dwarf.Offset // from CacheDir: where earlier runs found types
+	dwMu       sync.Mutex
+	units      unitCache // per-unit DWARF readers (see types.go)
+	aranges    []symbolize.UnitRange
+	anchorDone map[int]bool // anchor units already scanned
+	dwErr      error
+	info       []byte
+	scanned    int // bytes of .debug_info scanned for type names
+	typeOff    map[string]dwarf.Offset
+	typeCache  map[string]dwarf.Type
+	cached     map[string]dwarf.Offset // from CacheDir: where earlier runs found types
 
 	// CacheDir, when set, keeps an index of where types were found in the
 	// DWARF, per build ID, so later runs skip the scan.

@@ -184,6 +184,23 @@ func firstEntry(info []byte, off dwarf.Offset, bo binary.ByteOrder) (dwarf.Offse
 	return dwarf.Offset(o + n), true
 }
 
+// UnitRange is an address range of a compilation unit, from .debug_aranges.
+type UnitRange struct {
+	Lo, Hi uint64
+	Unit   uint64 // offset of the unit's header in .debug_info
+}
+
+// ParseAranges reads a .debug_aranges section (little-endian): the address ranges of
+// every unit, for callers that map addresses to units without this package's Binary.
+func ParseAranges(data []byte) ([]UnitRange, error) {
+	rs, err := parseAranges(data, binary.LittleEndian)
+	out := make([]UnitRange, len(rs))
+	for i, r := range rs {
+		out[i] = UnitRange{r.lo, r.hi, uint64(r.off)}
+	}
+	return out, err
+}
+
 // parseAranges reads .debug_aranges (DWARF 2-5, 32- and 64-bit) into unit ranges.
 func parseAranges(data []byte, bo binary.ByteOrder) ([]cuRange, error) {
 	var out []cuRange
