@@ -47,7 +47,7 @@ type Binary struct {
 	file     *os.File
 	mapped   []byte
 	elf      *elf.File
-	syms     []Symbol // sorted by Addr
+	syms     []Symbol            // sorted by Addr
 	byName   map[string][]Symbol // built after scanLookups lookups
 	nameOnce sync.Once
 	lookups  atomic.Int64
