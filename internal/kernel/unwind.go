@@ -282,7 +282,10 @@ func (k *Kernel) Unwind(ip, sp, bp uint64, exact bool) ([]Frame, error) {
 				}
 			}
 		}
-		if cfa <= sp && orc.typ == orcTypeCall {
+		// On one stack the CFA only grows; an indirect CFA is a switch back from the
+		// IRQ stack (call_on_irqstack saved the task's stack pointer there), which
+		// may well be at a lower address.
+		if cfa <= sp && orc.typ == orcTypeCall && !indirect {
 			return frames, errors.New("stack pointer did not advance")
 		}
 		ip, sp = next.IP, cfa
