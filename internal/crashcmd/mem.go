@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/kcrash/kcrash/internal/symbolize"
 )
 
 func init() {
@@ -251,7 +253,7 @@ func (s *Session) value(t dwarf.Type, addr uint64, indent string, depth int) str
 		b.WriteString(indent + "}")
 		return b.String()
 	case *dwarf.ArrayType:
-		if et := peel(x.Type); et.Size() == 1 && isCharType(et) {
+		if et := symbolize.Strip(x.Type); et.Size() == 1 && isCharType(et) {
 			n := max(x.Size(), 0)
 			if n > maxGdbElements+1 {
 				n = maxGdbElements + 1
@@ -375,20 +377,6 @@ func gdbChar(c byte, q byte) string {
 		return fmt.Sprintf("\\%03o", c)
 	}
 	return string(c)
-}
-
-// peel strips typedefs and qualifiers.
-func peel(t dwarf.Type) dwarf.Type {
-	for {
-		switch x := t.(type) {
-		case *dwarf.TypedefType:
-			t = x.Type
-		case *dwarf.QualType:
-			t = x.Type
-		default:
-			return t
-		}
-	}
 }
 
 func (s *Session) bits(addr uint64, f *dwarf.StructField) string {

@@ -443,7 +443,7 @@ func findField(st *dwarf.StructType, name string) (int64, dwarf.Type, bool) {
 	}
 	for _, f := range st.Field {
 		if f.Name == "" {
-			if inner, ok := peel(f.Type).(*dwarf.StructType); ok {
+			if inner, ok := symbolize.Strip(f.Type).(*dwarf.StructType); ok {
 				if o, t, ok := findField(inner, name); ok {
 					return f.ByteOffset + o, t, true
 				}
@@ -451,20 +451,6 @@ func findField(st *dwarf.StructType, name string) (int64, dwarf.Type, bool) {
 		}
 	}
 	return 0, nil, false
-}
-
-// peel strips typedefs and qualifiers.
-func peel(t dwarf.Type) dwarf.Type {
-	for {
-		switch x := t.(type) {
-		case *dwarf.TypedefType:
-			t = x.Type
-		case *dwarf.QualType:
-			t = x.Type
-		default:
-			return t
-		}
-	}
 }
 
 // Sizeof returns a type's size in bytes.
