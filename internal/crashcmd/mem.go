@@ -286,14 +286,10 @@ func (s *Session) value(t dwarf.Type, addr uint64, indent string, depth int) str
 		return fmt.Sprintf("0x%x", v)
 	case *dwarf.EnumType, *dwarf.IntType, *dwarf.UintType, *dwarf.CharType, *dwarf.UcharType, *dwarf.BoolType:
 		n := t.Size()
-		if n <= 0 || n > 8 {
-			return "?"
+		u, bad := s.readUint(addr, n)
+		if bad != "" {
+			return bad
 		}
-		b := make([]byte, 8)
-		if _, err := s.K.ReadAt(b[:n], addr); err != nil {
-			return "<unreadable>"
-		}
-		u := binary.LittleEndian.Uint64(b)
 		sh := uint(64 - 8*n)
 		switch x := t.(type) {
 		case *dwarf.EnumType:
@@ -379,16 +375,24 @@ func gdbChar(c byte, q byte) string {
 	return string(c)
 }
 
-func (s *Session) bits(addr uint64, f *dwarf.StructField) string {
-	n := f.Type.Size()
+// readUint reads an n-byte (1 to 8) little-endian integer at addr; on failure it
+// returns the text crash prints instead ("?" or "<unreadable>").
+func (s *Session) readUint(addr uint64, n int64) (uint64, string) {
 	if n <= 0 || n > 8 {
-		return "?"
+		return 0, "?"
 	}
 	b := make([]byte, 8)
 	if _, err := s.K.ReadAt(b[:n], addr); err != nil {
-		return "<unreadable>"
+		return 0, "<unreadable>"
 	}
-	u := binary.LittleEndian.Uint64(b)
+	return binary.LittleEndian.Uint64(b), ""
+}
+
+func (s *Session) bits(addr uint64, f *dwarf.StructField) string {
+	u, bad := s.readUint(addr, f.Type.Size())
+	if bad != "" {
+		return bad
+	}
 	off := f.DataBitOffset - f.ByteOffset*8
 	return strconv.FormatUint(u>>uint(off)&(1<<uint(f.BitSize)-1), 10)
 }
