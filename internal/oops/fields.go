@@ -422,8 +422,9 @@ func fill(r *Report, lines []string) {
 			}
 		case strings.HasPrefix(t, "Code: "):
 			// x86 prints Code: before the trace (a user-mode one may follow inside it);
-			// arm64 prints it after the trace.
-			if r.Code == nil && (!inTrace && !ended || r.Arch == "arm64") {
+			// arm64 and x86 before 4.x print it after the trace.
+			// A user-mode context's Code (RIP: 0033 inside the trace) is not the oops's.
+			if r.Code == nil && (sec == nil || !sec.User || r.Arch == "arm64") {
 				r.Code = parseCode(strings.TrimPrefix(t, "Code: "))
 			}
 		case regs != nil && isRegisterLine(t):

@@ -20,6 +20,13 @@ func Parse(log []byte) []*Report {
 	if len(ols) == 0 {
 		return nil
 	}
+	var events []repairEvent
+	if damaged(text) {
+		var rm mapping
+		text, rm, events = repair(text)
+		m = rm.then(m)
+		ols = findOopsLines(text)
+	}
 	var reports []*Report
 	spanEnd := -1
 	disconnected := bytes.Contains(text, vmDisconnected)
@@ -42,6 +49,7 @@ func Parse(log []byte) []*Report {
 			continue
 		}
 		spanEnd = r.End
+		r.Repairs = repairsIn(events, r.Start, r.End)
 		r.Start, r.End = m.toInput(r.Start, false), m.toInput(r.End, true)
 		if disconnected {
 			// GCE's serial console prints this when it drops: the report is cut short.

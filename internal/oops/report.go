@@ -92,6 +92,10 @@ type Report struct {
 	// context (e.g. "list_add corruption. prev->next should be next …" before its BUG).
 	Context []string `json:"context,omitempty"`
 
+	// Repairs says what transport damage (mail quoting, wrapping, log prefixes, lost
+	// addresses) had to be undone in the report's text; nil when none.
+	Repairs *Repairs `json:"repairs,omitempty"`
+
 	// Start and End are the byte span of the report in the input; Text is that span
 	// with log prefixes removed.
 	Start int    `json:"start"`

@@ -1,0 +1,431 @@
+package oops
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Reports pasted into mails, forums and bug trackers reach kcrash damaged. repair turns
+// such text back into console lines, one kernel line per line:
+//
+//   - transport prefixes are stripped: mail quoting ("> ", "> > "), syslog and journal
+//     headers (with or without host, RFC 3339 stamps, the "kernel:" wall form),
+//     `dmesg -T` stamps, raw "<N>" printk levels, indentation in front of a console
+//     timestamp; a console timestamp glued to its text gets its space back;
+//   - quoted-printable soft breaks ("=" at the end of a line) are undone and =XX escapes
+//     decoded;
+//   - lines a mailer, a forum or a terminal wrapped are re-joined to the line they
+//     continue (see continues);
+//   - "[]" left where a web page ate a "[<ffffffff…>]" address is removed, which leaves
+//     the modern address-less frame layout.
+//
+// Every repair is recorded with its place in the output, so a report can say what was
+// done to the text it was read from (Report.Repairs).
+
+// repairKind is one kind of repair.
+type repairKind uint8
+
+const (
+	repPrefix    repairKind = iota // transport prefix stripped
+	repQuote                       // mail quoting removed
+	repSoftBreak                   // quoted-printable soft break undone
+	repRejoin                      // wrapped line re-joined
+	repAddr                        // frame address lost ("[]")
+	repUncertain                   // a line re-joined on width alone: could be read two ways
+	numRepairKinds
+)
+
+// repairEvent is a repair at an offset of the repaired text.
+type repairEvent struct {
+	off  int
+	kind repairKind
+}
+
+// Repairs says what had to be undone in the text a report was read from, so a reader
+// knows why a field may be uncertain. Zero values mean no repair of that kind.
+type Repairs struct {
+	PrefixesStripped int `json:"prefixes_stripped,omitempty"` // syslog/journal/dmesg -T/<N> prefixes
+	Unquoted         int `json:"unquoted,omitempty"`          // lines with mail quoting removed
+	SoftBreaks       int `json:"soft_breaks,omitempty"`       // quoted-printable soft breaks undone
+	Rejoined         int `json:"rejoined,omitempty"`          // wrapped lines re-joined
+	MissingAddresses int `json:"missing_addresses,omitempty"` // frame addresses lost ("[] func")
+	// Uncertain counts re-joins decided on line width alone (the line could also be read
+	// as a line of its own).
+	Uncertain int `json:"uncertain,omitempty"`
+}
+
+func (r *Repairs) add(k repairKind) {
+	switch k {
+	case repPrefix:
+		r.PrefixesStripped++
+	case repQuote:
+		r.Unquoted++
+	case repSoftBreak:
+		r.SoftBreaks++
+	case repRejoin:
+		r.Rejoined++
+	case repAddr:
+		r.MissingAddresses++
+	case repUncertain:
+		r.Uncertain++
+	}
+}
+
+// String is the repairs in words, e.g. "re-joined 3 wrapped lines; 14 frame addresses
+// missing"; "" when nothing was repaired.
+func (r *Repairs) String() string {
+	if r == nil {
+		return ""
+	}
+	var parts []string
+	plural := func(n int, one, many string) string {
+		if n == 1 {
+			return one
+		}
+		return many
+	}
+	if r.PrefixesStripped > 0 {
+		parts = append(parts, fmt.Sprintf("stripped log prefixes from %d %s", r.PrefixesStripped, plural(r.PrefixesStripped, "line", "lines")))
+	}
+	if r.Unquoted > 0 {
+		parts = append(parts, fmt.Sprintf("removed mail quoting from %d %s", r.Unquoted, plural(r.Unquoted, "line", "lines")))
+	}
+	if r.SoftBreaks > 0 {
+		parts = append(parts, fmt.Sprintf("undid %d quoted-printable soft %s", r.SoftBreaks, plural(r.SoftBreaks, "break", "breaks")))
+	}
+	if r.Rejoined > 0 {
+		parts = append(parts, fmt.Sprintf("re-joined %d wrapped %s", r.Rejoined, plural(r.Rejoined, "line", "lines")))
+	}
+	if r.Uncertain > 0 {
+		parts = append(parts, fmt.Sprintf("%d of them on line width alone (uncertain)", r.Uncertain))
+	}
+	if r.MissingAddresses > 0 {
+		parts = append(parts, fmt.Sprintf("%d frame %s missing", r.MissingAddresses, plural(r.MissingAddresses, "address", "addresses")))
+	}
+	return strings.Join(parts, "; ")
+}
+
+var (
+	// Syslog/journal headers in their common shapes: "Nov 22 01:47:00 host kernel: ",
+	// "2025-11-25T02:05:51.266920+00:00 host kernel: ", " kernel:" (syslogd wall
+	// messages), with the double space some daemons print.
+	loosePrefix = regexp.MustCompile(`^(?:(?:[A-Z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,+-]+Z?)(?: +[^ :\[]+)?(?: +kernel:)? *| *kernel: ?)`)
+	dmesgT      = regexp.MustCompile(`^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4}\] `)
+	// A console timestamp, maybe indented or glued to its text.
+	tsGlued = regexp.MustCompile(`^[ \t]*(\[ *[0-9]+\.[0-9]+\](?:\[ *[CT][0-9]+\])?) ?`)
+)
+
+// damaged reports whether text shows transport damage worth repairing. It looks at the
+// lines only; clean console text costs one scan.
+func damaged(text []byte) bool {
+	quoted, soft, prevCode := 0, 0, false
+	for pos := 0; pos < len(text); {
+		end := lineEnd(text, pos)
+		line := text[pos:end]
+		pos = end + 1
+		if len(line) == 0 {
+			prevCode = false
+			continue
+		}
+		switch line[0] {
+		case '>':
+			if quoted++; quoted >= 3 {
+				return true
+			}
+		case '<':
+			if len(line) > 3 && line[2] == '>' && line[1] >= '0' && line[1] <= '7' && line[3] != '[' {
+				return true // a printk level without a timestamp
+			}
+		case ' ', '\t':
+			if tsGlued.Match(line) {
+				return true // an indented console line
+			}
+		}
+		if line[len(line)-1] == '=' {
+			if soft++; soft >= 3 {
+				return true
+			}
+		}
+		if bytes.Contains(line, []byte("[] ")) || bytes.Contains(line, []byte(" kernel:")) && loosePrefix.Match(line) ||
+			dmesgT.Match(line) {
+			return true
+		}
+		_, n := lineContext(line)
+		body := line[n:]
+		if prevCode && isHexBytes(body) {
+			return true
+		}
+		prevCode = bytes.HasPrefix(body, []byte("Code: "))
+		if n == 0 && (bytes.HasPrefix(line, []byte("+0x")) || bytes.HasPrefix(line, []byte("knlGS:"))) {
+			return true
+		}
+		if n > 0 && len(body) > 0 && body[len(body)-1] == ':' && danglingReg.Match(body) {
+			return true
+		}
+	}
+	return false
+}
+
+// danglingReg is a register dump line whose last value was wrapped away ("… RCX:").
+var danglingReg = regexp.MustCompile(`(?:^|\s)(?:R[A-Z0-9]{2}|E[A-Z]{2}|[CD]R[0-9]|x[0-9]{1,2} ?|[CDEFGS]S|knlGS|EFLAGS|ORIG_RAX): ?$`)
+
+// isHexBytes reports whether s is a run of Code bytes: two-digit (or arm64 eight-digit)
+// hex tokens, one possibly marked <..> or (..).
+func isHexBytes(s []byte) bool {
+	fs := bytes.Fields(s)
+	if len(fs) == 0 {
+		return false
+	}
+	for _, f := range fs {
+		if len(f) > 2 && (f[0] == '<' && f[len(f)-1] == '>' || f[0] == '(' && f[len(f)-1] == ')') {
+			f = f[1 : len(f)-1]
+		}
+		if len(f) != 2 && len(f) != 4 && len(f) != 8 || !isHex(string(f)) {
+			return false
+		}
+	}
+	return true
+}
+
+// rline is a line being repaired.
+type rline struct {
+	text      string // without transport prefixes
+	in, inEnd int    // source span in the text given to repair
+	depth     int    // mail quoting depth
+	syslog    bool   // carried a syslog/journal header
+	ts        bool   // starts with a console timestamp
+	rawLen    int    // length as it was posted
+	events    []repairKind
+}
+
+// repair undoes transport damage in text (see the comment at the top of this file). It
+// returns the repaired text, the map back to text, and the repairs made. Cost: linear in
+// text; every line is copied once or twice.
+func repair(text []byte) ([]byte, mapping, []repairEvent) {
+	lines := splitRepairLines(text)
+	undoSoftBreaks(lines)
+	for i := range lines {
+		stripTransport(&lines[i])
+	}
+	lines = rejoin(lines)
+	var out bytes.Buffer
+	out.Grow(len(text))
+	var m mapping
+	var ev []repairEvent
+	for i := range lines {
+		l := &lines[i]
+		if n := stripEmptyAddrs(l); n > 0 {
+			for k := 0; k < n; k++ {
+				l.events = append(l.events, repAddr)
+			}
+		}
+		m = append(m, segment{out: out.Len(), in: l.in, inEnd: l.inEnd})
+		for _, k := range l.events {
+			ev = append(ev, repairEvent{off: out.Len(), kind: k})
+		}
+		out.WriteString(l.text)
+		out.WriteByte('\n')
+	}
+	return out.Bytes(), m, ev
+}
+
+func splitRepairLines(text []byte) []rline {
+	var out []rline
+	for pos := 0; pos < len(text); {
+		end := lineEnd(text, pos)
+		s := string(bytes.TrimRight(text[pos:end], "\r"))
+		out = append(out, rline{text: s, in: pos, inEnd: end, rawLen: len(s)})
+		pos = end + 1
+	}
+	return out
+}
+
+// undoSoftBreaks joins quoted-printable soft breaks when the text is quoted-printable:
+// several lines end in "=" and the text holds =XX escapes or most breaks are soft.
+func undoSoftBreaks(lines []rline) {
+	soft, escapes := 0, 0
+	for _, l := range lines {
+		if strings.HasSuffix(l.text, "=") {
+			soft++
+		}
+		if strings.Contains(l.text, "=20") || strings.Contains(l.text, "=3D") || strings.Contains(l.text, "=09") {
+			escapes++
+		}
+	}
+	if soft < 3 || escapes == 0 && soft*5 < len(lines) {
+		return
+	}
+	for i := range lines {
+		l := &lines[i]
+		l.text = qpDecode(l.text)
+	}
+	for i := 0; i < len(lines); i++ {
+		l := &lines[i]
+		for strings.HasSuffix(l.text, "=") && i+1 < len(lines) && lines[i+1].text != "\x00" {
+			next := &lines[i+1]
+			l.text = l.text[:len(l.text)-1] + next.text
+			l.inEnd = next.inEnd
+			l.events = append(l.events, repSoftBreak)
+			next.text = "\x00" // consumed
+			i++
+		}
+	}
+	n := 0
+	for _, l := range lines {
+		if l.text != "\x00" {
+			lines[n] = l
+			n++
+		}
+	}
+	for i := n; i < len(lines); i++ {
+		lines[i] = rline{text: "\x00"}
+	}
+}
+
+func qpDecode(s string) string {
+	if !strings.Contains(s, "=") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '=' && i+2 < len(s) && isUpperHex(s[i+1]) && isUpperHex(s[i+2]) {
+			v := unhex(s[i+1])<<4 | unhex(s[i+2])
+			b.WriteByte(v)
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isUpperHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'A' && c <= 'F' }
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'A' + 10
+}
+
+// stripTransport removes quoting and log headers from one line.
+func stripTransport(l *rline) {
+	s := l.text
+	if s == "\x00" {
+		return
+	}
+	// Mail quoting: ">", "> >", ">>" with optional spaces.
+	d, i := 0, 0
+	for i < len(s) {
+		j := i
+		for j < len(s) && (s[j] == ' ' || s[j] == '\t') && j-i < 4 {
+			j++
+		}
+		if j < len(s) && s[j] == '>' {
+			d++
+			i = j + 1
+			continue
+		}
+		break
+	}
+	if d > 0 {
+		if i < len(s) && s[i] == ' ' {
+			i++
+		}
+		s = s[i:]
+		l.depth = d
+		l.events = append(l.events, repQuote)
+	}
+	stripped := false
+	if loc := loosePrefix.FindStringIndex(s); loc != nil && loc[1] > 0 && strings.Contains(s[:loc[1]], "kernel:") {
+		s = s[loc[1]:]
+		l.syslog, stripped = true, true
+	} else if loc != nil && loc[1] > 0 && (strings.HasPrefix(s[loc[1]:], "[") || strings.HasPrefix(s[loc[1]:], "<")) && s[0] != ' ' {
+		// "Feb 25 05:12:26  [20079.489376]": a header without "kernel:".
+		s = s[loc[1]:]
+		l.syslog, stripped = true, true
+	}
+	if loc := dmesgT.FindStringIndex(s); loc != nil {
+		s, stripped = s[loc[1]:], true
+	}
+	if len(s) > 3 && s[0] == '<' && s[2] == '>' && s[1] >= '0' && s[1] <= '7' {
+		s, stripped = s[3:], true
+	}
+	if m := tsGlued.FindStringSubmatchIndex(s); m != nil {
+		// Re-print the timestamp at the start of the line with one space after it.
+		if m[2] > 0 || m[1] == m[3] {
+			s, stripped = s[m[2]:m[3]]+" "+s[m[1]:], true
+		}
+		l.ts = true
+	}
+	if stripped {
+		l.events = append(l.events, repPrefix)
+	}
+	l.text = s
+}
+
+// body returns a line's text after its console prefix.
+func (l *rline) body() string {
+	_, n := lineContext([]byte(l.text))
+	return l.text[n:]
+}
+
+// stripEmptyAddrs removes "[] " left where HTML ate "[<ffffffff…>]" and returns how
+// many frame addresses were lost.
+func stripEmptyAddrs(l *rline) int {
+	if !strings.Contains(l.text, "[]") {
+		return 0
+	}
+	_, n := lineContext([]byte(l.text))
+	body := l.text[n:]
+	t := strings.TrimLeft(body, " ")
+	lost := 0
+	switch {
+	case strings.HasPrefix(t, "[] "):
+		// A frame: " [] ? func+0x…".
+		lost = 1
+	case strings.HasPrefix(t, "IP: [] ") || strings.HasPrefix(t, "RIP: ") || strings.HasPrefix(t, "EIP: ") ||
+		strings.HasPrefix(t, "RIP  [] ") || strings.HasPrefix(t, "EIP: [] "):
+	default:
+		return 0
+	}
+	nb := strings.ReplaceAll(body, ":[]  [] ", ":")
+	nb = strings.ReplaceAll(nb, ":[] [] ", ":")
+	nb = strings.ReplaceAll(nb, "[] ", "")
+	if nb == body {
+		return 0
+	}
+	l.text = l.text[:n] + nb
+	return lost
+}
+
+// then composes two maps: m maps repaired text to its input, which next maps to the
+// original input (next may be nil).
+func (m mapping) then(next mapping) mapping {
+	if next == nil {
+		return m
+	}
+	out := make(mapping, len(m))
+	for i, s := range m {
+		out[i] = segment{out: s.out, in: next.toInput(s.in, false), inEnd: next.toInput(max(s.inEnd-1, s.in), true)}
+	}
+	return out
+}
+
+// repairsIn sums the repairs made inside [start, end] of the repaired text; nil when
+// there were none.
+func repairsIn(ev []repairEvent, start, end int) *Repairs {
+	var r *Repairs
+	for _, e := range ev {
+		if e.off < start || e.off > end {
+			continue
+		}
+		if r == nil {
+			r = &Repairs{}
+		}
+		r.add(e.kind)
+	}
+	return r
+}
