@@ -93,6 +93,10 @@ func printDecoded(w io.Writer, res *decode.Result, source string) {
 	r := res.Report
 	fmt.Fprintf(w, "%s\n", r.Title)
 	fmt.Fprintf(w, "%s\n", r.Message)
+	if rep := r.Repairs.String(); rep != "" {
+		// Say what was undone in the text, so an uncertain field has a reason.
+		fmt.Fprintf(w, "Repaired: %s\n", rep)
+	}
 	if r.CPU != nil || r.Release != "" {
 		fmt.Fprintf(w, "CPU: %s PID: %s Comm: %s %s %s\n", intStr(r.CPU), intStr(r.PID), r.Comm, r.Release, r.Build)
 	}

@@ -113,6 +113,9 @@ func printReports(w io.Writer, name string, reports []*oops.Report) {
 			fmt.Fprintf(w, "  CORRUPTED: %s\n", r.CorruptedReason)
 		}
 		fmt.Fprintf(w, "  message:   %s\n", r.Message)
+		if rep := r.Repairs.String(); rep != "" {
+			fmt.Fprintf(w, "  repaired:  %s\n", rep)
+		}
 		if r.IP != nil {
 			fmt.Fprintf(w, "  ip:        %s\n", r.IP.Raw)
 		}

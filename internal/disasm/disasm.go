@@ -41,11 +41,21 @@ func X86(code []byte, trap int, trapAddr uint64, sym Symbolizer) ([]Inst, error)
 	if trap < 0 || trap >= len(code) {
 		return nil, ErrNoTrap
 	}
+	// Of the start offsets whose stream lands on the trap, the earliest with the fewest
+	// implausible instructions wins: a misaligned start decodes data-like bytes into
+	// far returns, x87 and port I/O before the streams converge.
 	var before []Inst
+	best := -1
 	for s := 0; s <= trap; s++ {
 		insts, ok := decodeX86(code[s:trap], s, trap, trapAddr, sym)
-		if ok {
-			before = insts
+		if !ok {
+			continue
+		}
+		score := implausible(insts)
+		if best < 0 || score < best {
+			before, best = insts, score
+		}
+		if score == 0 || s >= 16 {
 			break
 		}
 	}
@@ -55,6 +65,35 @@ func X86(code []byte, trap int, trapAddr uint64, sym Symbolizer) ([]Inst, error)
 	}
 	after[0].Trap = true
 	return append(before, after...), nil
+}
+
+// implausible counts instructions kernel code hardly ever contains: far returns and
+// calls, x87, port I/O, BCD and segment-load leftovers of 32-bit mode, "add %al,(%rax)"
+// (two zero bytes), hlt and int.
+func implausible(insts []Inst) int {
+	n := 0
+	for _, i := range insts {
+		in := i.x86
+		if in == nil {
+			n++
+			continue
+		}
+		switch in.Op {
+		case x86asm.LRET, x86asm.IRET, x86asm.IRETD, x86asm.IRETQ, x86asm.LCALL, x86asm.LJMP, x86asm.IN, x86asm.OUT,
+			x86asm.INSB, x86asm.INSD, x86asm.INSW, x86asm.OUTSB, x86asm.OUTSD, x86asm.OUTSW, x86asm.HLT, x86asm.INT,
+			x86asm.INTO, x86asm.SAHF, x86asm.LAHF, x86asm.XLATB, x86asm.CMC, x86asm.STD, x86asm.FWAIT, x86asm.ENTER:
+			n++
+		case x86asm.ADD:
+			if len(i.Bytes) == 2 && i.Bytes[0] == 0 && i.Bytes[1] == 0 {
+				n++
+			}
+		default:
+			if name := in.Op.String(); len(name) > 1 && name[0] == 'F' && name != "FXSAVE" && name != "FXRSTOR" {
+				n++ // x87
+			}
+		}
+	}
+	return n
 }
 
 // decodeX86 decodes b (at offset base in the code) fully; ok reports whether every byte

@@ -52,7 +52,9 @@ type Explanation struct {
 	Variable    string   `json:"variable,omitempty"` // variable held in the base register
 	Chain       string   `json:"chain,omitempty"`    // the pointer chain, e.g. "skb->dev"
 	Member      string   `json:"member,omitempty"`   // the member accessed through it
-	Steps       []Step   `json:"steps"`
+	// Origin is where the base register was loaded, from the Code bytes alone.
+	Origin *Origin `json:"origin,omitempty"`
+	Steps  []Step  `json:"steps"`
 }
 
 func (e *Explanation) add(certain bool, format string, args ...any) {
@@ -88,9 +90,10 @@ var dwarfX86 = []string{"RAX", "RDX", "RCX", "RBX", "RSI", "RDI", "RBP", "RSP", 
 func Explain(r *oops.Report, code []disasm.Inst, dbg *Debug) *Explanation {
 	e := &Explanation{Cause: "unknown"}
 	var trap *disasm.Inst
+	trapIdx := -1
 	for i := range code {
 		if code[i].Trap {
-			trap = &code[i]
+			trap, trapIdx = &code[i], i
 		}
 	}
 	if trap != nil {
@@ -112,7 +115,7 @@ func Explain(r *oops.Report, code []disasm.Inst, dbg *Debug) *Explanation {
 		e.Cause = "warning"
 		e.add(true, "WARN at %s: the kernel detected a condition it considers a bug and continued", orUnknown(r.Source))
 	case oops.KindNullDeref, oops.KindPageFault, oops.KindGPF:
-		explainFault(e, r, trap, dbg)
+		explainFault(e, r, code, trapIdx, dbg)
 	default:
 		e.Cause = string(r.Kind)
 		e.add(true, "%s", r.Message)
@@ -228,6 +231,20 @@ func summary(e *Explanation, r *oops.Report) string {
 	}
 	if r.IP != nil && r.IP.Func != "" {
 		fmt.Fprintf(&b, " in %s", r.IP.Func)
+	}
+	if o := e.Origin; e.Member == "" && o != nil && o.Load && o.From != "" {
+		state := "NULL"
+		if v := r.Registers[o.Register]; v != 0 {
+			state = fmt.Sprintf("%#x", v)
+		}
+		owner := "the struct in " + o.From
+		if o.Argument > 0 {
+			owner += ", the function's " + ordinals[o.Argument] + " argument"
+		}
+		fmt.Fprintf(&b, "; %s is %s, loaded by `%s` from offset %#x of %s", o.Register, state, o.Instruction, o.Disp, owner)
+		if e.Address != nil && e.Operand != "" {
+			fmt.Fprintf(&b, "; the fault reads offset %#x", *e.Address-r.Registers[o.Register])
+		}
 	}
 	if e.Member != "" {
 		fmt.Fprintf(&b, "; %s", e.Member)

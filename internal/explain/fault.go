@@ -18,7 +18,11 @@ const (
 	pfInstr = 1 << 4
 )
 
-func explainFault(e *Explanation, r *oops.Report, trap *disasm.Inst, dbg *Debug) {
+func explainFault(e *Explanation, r *oops.Report, code []disasm.Inst, trapIdx int, dbg *Debug) {
+	var trap *disasm.Inst
+	if trapIdx >= 0 {
+		trap = &code[trapIdx]
+	}
 	var cr2 *uint64
 	if v, ok := r.Registers["CR2"]; ok && r.Kind != oops.KindGPF {
 		cr2 = &v
@@ -67,6 +71,7 @@ func explainFault(e *Explanation, r *oops.Report, trap *disasm.Inst, dbg *Debug)
 		e.add(false, "no decodable trapping instruction in the report: the analysis stops at the fault address")
 		return
 	}
+	e.add(true, "the trapping instruction is `%s` (Code bytes %s, the marked one at offset %#x)", trap.Text, hexBytes(trap.Bytes), trap.Offset)
 	in := trap.X86()
 	var mem *x86asm.Mem
 	memArg := -1
@@ -110,6 +115,9 @@ func explainFault(e *Explanation, r *oops.Report, trap *disasm.Inst, dbg *Debug)
 	}
 	if dbg != nil && mem.Base != 0 && mem.Base != x86asm.RIP {
 		traceBase(e, r, dbg, mem)
+	}
+	if e.Chain == "" && mem.Base != 0 && mem.Base != x86asm.RIP {
+		traceOrigin(e, r, code, trapIdx, mem)
 	}
 }
 
