@@ -16,6 +16,7 @@ var (
 	hungTaskRe    = regexp.MustCompile(`INFO: task (.*):([0-9]+) blocked`)
 	armPCLine     = regexp.MustCompile(`(pc|lr|pstate) ?: (?:\[<)?([0-9a-f]+)`)
 	ripLine       = regexp.MustCompile(`^(RIP|EIP|pc|NIP): ?(?:([0-9a-f]{4}):)?(.*)$`)
+	warnFunc      = regexp.MustCompile(`WARNING: .*at \S+:[0-9]+ ([A-Za-z0-9_.]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[A-Za-z0-9_]+\])?)`)
 	inlineFrameRe = regexp.MustCompile(`^([A-Za-z0-9_.]+) (\S+:[0-9]+)( \[inline\])?$`)
 	x86Regs       = map[string]bool{"RAX": true, "RBX": true, "RCX": true, "RDX": true, "RSI": true, "RDI": true, "RBP": true,
 		"RSP": true, "R08": true, "R09": true, "R10": true, "R11": true, "R12": true, "R13": true, "R14": true, "R15": true,
@@ -300,6 +301,7 @@ func fill(r *Report, lines []string) {
 	var sec *Section
 	secName := ""
 	var regs map[string]uint64 // registers being filled: the report's, or a section's
+	userIP := false            // the last RIP line was a user-mode one (its Code is not the oops's)
 	for i, s := range lines {
 		t := strings.TrimSpace(s)
 		switch {
@@ -371,6 +373,15 @@ func fill(r *Report, lines []string) {
 				r.Registers = map[string]uint64{}
 			}
 			regs = r.Registers
+		case r.IP == nil && !inTrace && (strings.HasPrefix(t, "EIP is at ") || strings.HasPrefix(t, "IAOQ[0]: ")):
+			// Old i386 ("EIP is at func+0x…") and parisc ("IAOQ[0]: func+0x…").
+			if t[0] == 'I' {
+				r.IP = parseIP(strings.TrimPrefix(t, "IAOQ[0]: "))
+				r.Arch = "parisc"
+			} else {
+				r.IP = parseIP(strings.TrimPrefix(t, "EIP is at "))
+				r.Arch = "i386"
+			}
 		case strings.HasPrefix(t, "pc : [<"):
 			// Older arm64 register line: "pc : [<addr>] lr : [<addr>] pstate: 200001c5".
 			if r.Registers == nil {
@@ -395,6 +406,7 @@ func fill(r *Report, lines []string) {
 				rest = strings.TrimPrefix(t, "pc : ")
 			}
 			ip := parseIP(rest)
+			userIP = seg == "0033" || seg == "0023"
 			if !inTrace && r.IP == nil && !ended {
 				r.IP = ip
 				if r.Registers == nil {
@@ -424,7 +436,7 @@ func fill(r *Report, lines []string) {
 			// x86 prints Code: before the trace (a user-mode one may follow inside it);
 			// arm64 and x86 before 4.x print it after the trace.
 			// A user-mode context's Code (RIP: 0033 inside the trace) is not the oops's.
-			if r.Code == nil && (sec == nil || !sec.User || r.Arch == "arm64") {
+			if r.Code == nil && !userIP {
 				r.Code = parseCode(strings.TrimPrefix(t, "Code: "))
 			}
 		case regs != nil && isRegisterLine(t):
@@ -458,6 +470,15 @@ func fill(r *Report, lines []string) {
 					r.Source = m[1]
 					break
 				}
+			}
+		}
+	}
+	if r.IP == nil && r.Kind == KindWarning {
+		// Kernels before 4.x (and arches without a trap) print no RIP for a WARN: the
+		// function is the one in the WARNING line.
+		if m := warnFunc.FindStringSubmatch(first); m != nil {
+			if f, ok := parseFrame(m[1]); ok {
+				r.IP = &f
 			}
 		}
 	}

@@ -59,8 +59,8 @@ func rejoin(lines []rline) []rline {
 	if count[width] >= 2 {
 		hard = width
 	}
-	tsMode := tsN >= 5 && tsN*3 >= nonblank
-	sysMode := sysN >= 5 && sysN*3 >= nonblank
+	tsMode := tsN >= 2
+	sysMode := sysN >= 2
 	out := lines[:0]
 	for _, l := range lines {
 		if l.text == "\x00" {

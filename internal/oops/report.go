@@ -38,6 +38,7 @@ const (
 	KindRefcount       Kind = "refcount"        // refcount_t: underflow / saturated
 	KindUnhandledFault Kind = "arm64-fault"     // arm64 Unable to handle kernel …
 	KindInternalError  Kind = "internal-error"  // arm64 Internal error: …
+	KindPageCorruption Kind = "page-corruption" // BUG: Bad page state, pagealloc: memory corruption
 	KindOther          Kind = "other"           // recognised report of a rarer class
 )
 

@@ -266,7 +266,7 @@ var recognizers = []*recognizer{
 			// fs/dcache.c: the filesystem and device names are left out of the title.
 			{title: re(`BUG: Dentry .* still in use`), report: re(`BUG: Dentry .* still in use \([0-9]+\) \[(unmount) of ([^\]]+)\]`),
 				fmt: "BUG: Dentry still in use in %[1]v", alt: []string{"BUG: Dentry still in use [%[1]v of %[2]v]"}},
-			{title: re(`BUG: Bad page (state|cache)`), fmt: "BUG: Bad page %[1]v in %[2]v",
+			{title: re(`BUG: Bad page (state|cache)`), fmt: "BUG: Bad page %[1]v in %[2]v", kind: KindPageCorruption,
 				stack: stack(re(`page last allocated`), traceMarker).skipping("(free|put|get|update|release)_page",
 					"free_unref", "^_*folio", "truncate_inode_pages", "page_frag_free", "alloc", "vmap", "page_owner")},
 			{title: re(`BUG: Bad page map`), fmt: "BUG: Bad page map"},
@@ -476,7 +476,7 @@ var recognizers = []*recognizer{
 	{
 		// mm/slub.c slab_bug(): "BUG <cache> (<taint>): <what>"
 		header: "BUG ", kind: KindSlabCorruption,
-		match: re(`BUG kmalloc-|BUG [a-zA-Z0-9_.:-]+ \((?:Not tainted|Tainted: [^)]*)\): (?:[A-Za-z ]*(?:overwritten|corrupt|already free|Invalid object pointer|Wrong object count|Wrong number of objects|Objects remaining|Not a valid slab|Freelist Pointer|Alignment padding)|objects [0-9]+ > max|inuse [0-9]+ > max)`),
+		match: re(`BUG kmalloc-|BUG [a-zA-Z0-9_.:-]+ \((?:Not tainted|Tainted: [^)]*)\): (?:[A-Za-z ]*(?:overwritten|corrupt|already free|Invalid object pointer|Wrong object count|Wrong number of objects|Objects remaining|Not a valid slab|Freelist Pointer|Alignment padding|allocated objects but)|objects [0-9]+ > max|inuse [0-9]+ > max)`),
 		formats: []format{
 			{title: re(`BUG kmalloc-.*: Object already free`), fmt: "BUG: Object already free"},
 			// Not in syzkaller's table (syzbot runs without slub_debug).
@@ -571,6 +571,24 @@ var recognizers = []*recognizer{
 		// arch/x86/kernel/cpu/mce/core.c, mce/apei.c
 		header: "[Hardware Error]", kind: KindMCE, match: re(`\[Hardware Error\]: .*Machine [Cc]heck`), continues: true,
 		formats: []format{{title: re(`\[Hardware Error\]: (?:CPU [0-9]+: )?(Machine [Cc]heck[a-zA-Z ]*)`), fmt: "MCE: %[1]v", noStack: true}},
+	},
+	{
+		// drivers/acpi/apei/ghes.c: firmware-first hardware errors ("{1}[Hardware Error]: …").
+		header: "[Hardware Error]: Hardware error from APEI", kind: KindMCE,
+		formats: []format{{title: re(`\[Hardware Error\]: Hardware error from APEI`), fmt: "MCE: Hardware error from APEI", noStack: true}},
+	},
+	{
+		// mm/debug_page_alloc.c / mm/page_poison.c: check_poison_mem.
+		header: "pagealloc: memory corruption", kind: KindPageCorruption,
+		formats: []format{{title: re(`pagealloc: memory corruption`), fmt: "pagealloc: memory corruption in %[1]v",
+			stack: traceOnly().skipping("poison", "kernel_map_pages", "prep_new_page", "get_page_from_freelist",
+				"post_alloc_hook", "__alloc_pages", "alloc_pages")}},
+	},
+	{
+		// OpenZFS SPL: "VERIFY(cond) failed" then "PANIC at file.c:line:func()"
+		// (module/os/linux/spl/spl-err.c spl_panic).
+		header: "PANIC at ", kind: KindOther, match: re(`PANIC at [A-Za-z0-9_.-]+:[0-9]+:[A-Za-z0-9_]+\(\)`),
+		formats: []format{{title: re(`PANIC at ([A-Za-z0-9_.-]+):[0-9]+:([A-Za-z0-9_]+)\(\)`), fmt: "PANIC at %[1]v in %[2]v", noStack: true}},
 	},
 	// Produced by syzkaller's own executor and Go programs; recognised so that such logs
 	// get the same titles as on syzbot.
