@@ -57,7 +57,32 @@ func Parse(log []byte) []*Report {
 		}
 		reports = append(reports, r)
 	}
-	return reports
+	return dropEchoes(reports)
+}
+
+// dropEchoes removes a report that only echoes another one: the same Code bytes printed
+// twice (syslogd's wall copy of the emergency lines, then the full log), where the echo
+// has neither an IP line nor frames.
+func dropEchoes(reports []*Report) []*Report {
+	if len(reports) < 2 {
+		return reports
+	}
+	out := reports[:0]
+	for i, r := range reports {
+		echo := false
+		if r.IP == nil && len(r.Frames) == 0 && r.Code != nil && len(r.Code.Bytes) > 0 {
+			for j, o := range reports {
+				if j != i && o.Code != nil && bytes.Equal(o.Code.Bytes, r.Code.Bytes) && (o.IP != nil || len(o.Frames) > 0) {
+					echo = true
+					break
+				}
+			}
+		}
+		if !echo {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Detect reports whether log holds at least one crash report. It is the fast path of

@@ -34,6 +34,7 @@ const (
 	repRejoin                      // wrapped line re-joined
 	repAddr                        // frame address lost ("[]")
 	repUncertain                   // a line re-joined on width alone: could be read two ways
+	repDemux                       // a line given to one of two interleaved reports by content
 	numRepairKinds
 )
 
@@ -54,6 +55,9 @@ type Repairs struct {
 	// Uncertain counts re-joins decided on line width alone (the line could also be read
 	// as a line of its own).
 	Uncertain int `json:"uncertain,omitempty"`
+	// Deinterleaved counts lines of two reports printed at once (no caller ids) that were
+	// told apart by content; each is a judgement, so uncertain too.
+	Deinterleaved int `json:"deinterleaved,omitempty"`
 }
 
 func (r *Repairs) add(k repairKind) {
@@ -70,6 +74,8 @@ func (r *Repairs) add(k repairKind) {
 		r.MissingAddresses++
 	case repUncertain:
 		r.Uncertain++
+	case repDemux:
+		r.Deinterleaved++
 	}
 }
 
@@ -100,6 +106,9 @@ func (r *Repairs) String() string {
 	}
 	if r.Uncertain > 0 {
 		parts = append(parts, fmt.Sprintf("%d of them on line width alone (uncertain)", r.Uncertain))
+	}
+	if r.Deinterleaved > 0 {
+		parts = append(parts, fmt.Sprintf("told %d interleaved %s apart by content (uncertain)", r.Deinterleaved, plural(r.Deinterleaved, "line", "lines")))
 	}
 	if r.MissingAddresses > 0 {
 		parts = append(parts, fmt.Sprintf("%d frame %s missing", r.MissingAddresses, plural(r.MissingAddresses, "address", "addresses")))
@@ -210,6 +219,7 @@ func repair(text []byte) ([]byte, mapping, []repairEvent) {
 		stripTransport(&lines[i])
 	}
 	lines = rejoin(lines)
+	lines = demux(lines)
 	var out bytes.Buffer
 	out.Grow(len(text))
 	var m mapping

@@ -590,6 +590,13 @@ var recognizers = []*recognizer{
 		header: "PANIC at ", kind: KindOther, match: re(`PANIC at [A-Za-z0-9_.-]+:[0-9]+:[A-Za-z0-9_]+\(\)`),
 		formats: []format{{title: re(`PANIC at ([A-Za-z0-9_.-]+):[0-9]+:([A-Za-z0-9_]+)\(\)`), fmt: "PANIC at %[1]v in %[2]v", noStack: true}},
 	},
+	{
+		// arch/x86/mm/fault.c: die("Oops", …) of a page fault whose "BUG: unable to
+		// handle …" header was lost (cut from a paste). Inside a report it continues it.
+		header: "Oops: ", kind: KindPageFault, continues: true, match: re(`(?:^|[\] ])Oops: [0-9a-f]{4} \[#[0-9]+\]`),
+		formats: []format{{title: re(`Oops: [0-9a-f]{4} \[#`), fmt: "BUG: unable to handle kernel paging request in %[1]v",
+			alt: []string{"bad-access in %[1]v"}, stack: ripTrace()}},
+	},
 	// Produced by syzkaller's own executor and Go programs; recognised so that such logs
 	// get the same titles as on syzbot.
 	{header: "SYZFAIL:", kind: KindOther, formats: []format{{title: re(`SYZFAIL:(.*)`), fmt: "SYZFAIL:%[1]v", noStack: true}}},

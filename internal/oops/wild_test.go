@@ -87,7 +87,7 @@ func matchReports(wantKinds []Kind, got []*Report) ([]int, int) {
 	for i, k := range wantKinds {
 		idx[i] = -1
 		for m := j; m < len(got) && m < j+3; m++ {
-			if got[m].Kind == k {
+			if sameKind(got[m].Kind, k) {
 				idx[i], j = m, m+1
 				break
 			}
@@ -101,6 +101,12 @@ func matchReports(wantKinds []Kind, got []*Report) ([]int, int) {
 	}
 	return idx, len(got) - used
 }
+
+// refines lists kinds kcrash splits finer than a reader by eye: a refcount_t WARNING
+// is a warning (the lab's REFCOUNT_INC_OVERFLOW pins kcrash's finer kind).
+var refines = map[Kind]Kind{KindRefcount: KindWarning}
+
+func sameKind(got, want Kind) bool { return got == want || refines[got] == want }
 
 // TestWild checks the parser against real reports as they were posted (mail, forums,
 // bug trackers), fact by fact, prints the agreement per fact and fails below 95% on any.
@@ -142,10 +148,10 @@ func TestWild(t *testing.T) {
 				// kcrash folds a panic that ends a report into that report (Panicked,
 				// PanicMsg; the lab goldens pin this): the earlier report stands for it.
 				k := i - 1
-				for k >= 0 && idx[k] < 0 {
+				for k >= 0 && (idx[k] < 0 || !got[idx[k]].Panicked || folded[idx[k]]) {
 					k--
 				}
-				if k >= 0 && got[idx[k]].Panicked && !folded[idx[k]] {
+				if k >= 0 {
 					folded[idx[k]] = true
 					for _, f := range facts {
 						f.check(true, where, "", "")
@@ -161,7 +167,7 @@ func TestWild(t *testing.T) {
 			}
 			r := got[idx[i]]
 			found.check(true, where, "", "")
-			kind.check(r.Kind == w.Kind, where, string(r.Kind), string(w.Kind))
+			kind.check(sameKind(r.Kind, w.Kind), where, string(r.Kind), string(w.Kind))
 			fn, mod := "null", "null"
 			if r.IP != nil && r.IP.Func != "" {
 				fn = r.IP.Func
