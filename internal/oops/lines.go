@@ -30,6 +30,25 @@ func lineContext(line []byte) (ctx string, prefix int) {
 }
 
 func contextAt(line []byte, i int) (string, int) {
+	cs, ce, n := contextSpan(line, i)
+	if n == 0 {
+		return "", 0
+	}
+	if ce > cs {
+		return string(line[cs:ce]), n
+	}
+	return ctxConsole, n
+}
+
+// prefixLen is the length of line's console prefix (0 when none), without allocating.
+func prefixLen(line []byte) int {
+	_, _, n := contextSpan(line, 0)
+	return n
+}
+
+// contextSpan parses a console prefix at line[i:]: the caller id's span (empty when
+// none) and the prefix's end, 0 when there is no prefix.
+func contextSpan(line []byte, i int) (cs, ce, n int) {
 	const dropped = "** "
 	if bytes.HasPrefix(line[i:], []byte(dropped)) {
 		// "** 12 printk messages dropped ** "
@@ -53,7 +72,7 @@ func contextAt(line []byte, i int) (string, int) {
 	}
 	// \[ *[0-9]+\.[0-9]+\]
 	if i >= len(line) || line[i] != '[' {
-		return "", 0
+		return 0, 0, 0
 	}
 	j := i + 1
 	for j < len(line) && line[j] == ' ' {
@@ -64,7 +83,7 @@ func contextAt(line []byte, i int) (string, int) {
 		j++
 	}
 	if j == d || j >= len(line) || line[j] != '.' {
-		return "", 0
+		return 0, 0, 0
 	}
 	j++
 	d = j
@@ -72,10 +91,9 @@ func contextAt(line []byte, i int) (string, int) {
 		j++
 	}
 	if j == d || j >= len(line) || line[j] != ']' {
-		return "", 0
+		return 0, 0, 0
 	}
 	j++
-	ctx := ctxConsole
 	// (\[ *(?:C|T)[0-9]+\])?
 	if j < len(line) && line[j] == '[' {
 		k := j + 1
@@ -90,15 +108,15 @@ func contextAt(line []byte, i int) (string, int) {
 				k++
 			}
 			if k > n && k < len(line) && line[k] == ']' {
-				ctx = string(line[t:k])
+				cs, ce = t, k
 				j = k + 1
 			}
 		}
 	}
 	if j >= len(line) || line[j] != ' ' {
-		return "", 0
+		return 0, 0, 0
 	}
-	return ctx, j + 1
+	return cs, ce, j + 1
 }
 
 // stripLine removes the console prefix (n bytes, from lineContext) of a line of the

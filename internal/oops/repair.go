@@ -127,8 +127,11 @@ var (
 )
 
 // damaged reports whether text shows transport damage worth repairing. It looks at the
-// lines only; clean console text costs one scan.
+// lines only, mostly at their first and last bytes: clean console text costs one scan.
 func damaged(text []byte) bool {
+	if emptyAddrs(text) || kernelPrefixes(text) {
+		return true
+	}
 	quoted, soft, prevCode := 0, 0, false
 	for pos := 0; pos < len(text); {
 		end := lineEnd(text, pos)
@@ -138,7 +141,7 @@ func damaged(text []byte) bool {
 			prevCode = false
 			continue
 		}
-		switch line[0] {
+		switch c := line[0]; c {
 		case '>':
 			if quoted++; quoted >= 3 {
 				return true
@@ -148,8 +151,22 @@ func damaged(text []byte) bool {
 				return true // a printk level without a timestamp
 			}
 		case ' ', '\t':
-			if tsGlued.Match(line) {
-				return true // an indented console line
+			i := 0
+			for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+				i++
+			}
+			if i < len(line) && line[i] == '[' {
+				if _, _, n := contextSpan(line, i); n > 0 {
+					return true // an indented console line
+				}
+			}
+		case '[':
+			if len(line) > 1 && line[1] >= 'A' && line[1] <= 'Z' && dmesgT.Match(line) {
+				return true
+			}
+		case '+', 'k':
+			if bytes.HasPrefix(line, []byte("+0x")) || bytes.HasPrefix(line, []byte("knlGS:")) {
+				return true
 			}
 		}
 		if line[len(line)-1] == '=' {
@@ -157,24 +174,54 @@ func damaged(text []byte) bool {
 				return true
 			}
 		}
-		if bytes.Contains(line, []byte("[] ")) || bytes.Contains(line, []byte(" kernel:")) && loosePrefix.Match(line) ||
-			dmesgT.Match(line) {
-			return true
-		}
-		_, n := lineContext(line)
+		n := prefixLen(line)
 		body := line[n:]
-		if prevCode && isHexBytes(body) {
+		if prevCode && n == 0 && isHexBytes(body) {
 			return true
 		}
-		prevCode = bytes.HasPrefix(body, []byte("Code: "))
-		if n == 0 && (bytes.HasPrefix(line, []byte("+0x")) || bytes.HasPrefix(line, []byte("knlGS:"))) {
-			return true
-		}
+		prevCode = len(body) > 6 && body[0] == 'C' && bytes.HasPrefix(body, []byte("Code: "))
 		if n > 0 && len(body) > 0 && body[len(body)-1] == ':' && danglingReg.Match(body) {
 			return true
 		}
 	}
 	return false
+}
+
+// emptyAddrs reports whether a frame or IP line shows "[]" where HTML ate an address.
+func emptyAddrs(text []byte) bool {
+	for from := 0; ; {
+		i := bytes.Index(text[from:], []byte("[] "))
+		if i < 0 {
+			return false
+		}
+		at := from + i
+		ls := bytes.LastIndexByte(text[:at], '\n') + 1
+		_, n := lineContext(text[ls:at])
+		pre := bytes.TrimSpace(text[ls+n : at])
+		if len(pre) == 0 || bytes.HasSuffix(pre, []byte("IP:")) || bytes.HasSuffix(pre, []byte(":")) || bytes.Equal(pre, []byte("RIP")) {
+			return true
+		}
+		from = at + 3
+	}
+}
+
+// kernelPrefixes reports whether lines carry syslog/journal "kernel:" headers the
+// plain normalizer left (it rewrites only logs made mostly of them).
+func kernelPrefixes(text []byte) bool {
+	for from := 0; ; {
+		i := bytes.Index(text[from:], []byte("kernel:"))
+		if i < 0 {
+			return false
+		}
+		at := from + i
+		ls := bytes.LastIndexByte(text[:at], '\n') + 1
+		if at-ls < 80 && loosePrefix.Match(text[ls:lineEnd(text, at)]) {
+			if loc := loosePrefix.FindIndex(text[ls:lineEnd(text, at)]); loc != nil && ls+loc[1] > at {
+				return true
+			}
+		}
+		from = at + 7
+	}
 }
 
 // danglingReg is a register dump line whose last value was wrapped away ("… RCX:").
