@@ -5,7 +5,8 @@
 #   lab_name=NAME        a label printed to the kernel log once netconsole is up
 #   lab_trigger=T        an LKDTM crash type written to provoke-crash/DIRECT, "sysrq-c"
 #                        (echo c > /proc/sysrq-trigger), "wait" (read one trigger per line
-#                        from /dev/ttyS1, which the host drives) or "shell"
+#                        from /dev/ttyS1, which the host drives), "idle" (stay up: a lab
+#                        target) or "shell"
 #   lab_nc=LIST          netconsole targets, comma separated: plain@PORT (module parameter:
 #                        replays the ring buffer), ext@PORT (configfs, extended format);
 #                        "none" for no netconsole
@@ -14,6 +15,17 @@
 #   lab_repeat=N         fire the trigger N times, 0.3 s apart (default 1): WRITE_AFTER_FREE
 #                        is only noticed when slub_debug hands the written object out again,
 #                        which a single attempt does about half the time
+#   lab_load=M,M         load the lab's own modules (netrace, hwfault) once the network is
+#                        up, each with the M.key=value parameters of the command line
+#                        (busybox insmod does not read them from /proc/cmdline itself)
+#   lab_ramoops=ADDR,SIZE
+#                        load ramoops on that RAM (reserve it with memmap=SIZE$ADDR); a boot
+#                        that finds pstore records prints each one (base64, between
+#                        "LAB: pstore-record NAME BYTES" and "LAB: pstore-end NAME") and
+#                        powers off instead of firing the trigger again
+#   lab_busy=1           keep the kernel busy in the background (file system walks, process
+#                        creation), so corrupted objects are used soon after a bit flip
+#   lab_mce_poll=SECONDS poll the machine-check banks this often (corrected errors)
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -29,18 +41,47 @@ param() {
 up() { cut -d' ' -f1 /proc/uptime; }
 say() { echo "LAB: $* uptime=$(up)"; }
 
+# modparams M: the M.key=value words of the command line, as key=value.
+modparams() {
+	for kv in $(cat /proc/cmdline); do
+		case "$kv" in "$1."*=*) echo "${kv#*.}" ;; esac
+	done
+}
+
 NAME=$(param lab_name guest)
 TRIGGER=$(param lab_trigger shell)
 NC=$(param lab_nc none)
 DEST=$(param lab_dest 10.0.2.2)
 WAIT=$(param lab_wait 20)
 REPEAT=$(param lab_repeat 1)
+LOAD=$(param lab_load "")
+RAMOOPS=$(param lab_ramoops "")
 say "init $NAME trigger=$TRIGGER nc=$NC"
 
-# Drivers first (the list is in dependency order); netconsole and lkdtm come later.
+# Drivers first (the list is in dependency order); netconsole, lkdtm, ramoops and the
+# lab's own modules come later, when asked for.
 while read -r ko; do
-	case "$ko" in netconsole.ko|lkdtm.ko) ;; *) insmod "/lib/modules/$ko" ;; esac
+	case "$ko" in netconsole.ko|lkdtm.ko|ramoops.ko|netrace.ko|hwfault.ko) ;; *) insmod "/lib/modules/$ko" ;; esac
 done < /lib/modules/load-order
+
+PSTORE_FOUND=0
+if [ -n "$RAMOOPS" ]; then
+	# ramoops.c: the dmesg records share mem_size in record_size pieces; no ECC, so a
+	# record reads back byte for byte.
+	insmod /lib/modules/ramoops.ko mem_address="${RAMOOPS%,*}" mem_size="${RAMOOPS#*,}" \
+		record_size=0x10000 console_size=0 ftrace_size=0 pmsg_size=0 ecc=0
+	mkdir -p /sys/fs/pstore
+	mount -t pstore pstore /sys/fs/pstore
+	for f in /sys/fs/pstore/dmesg-*; do
+		[ -f "$f" ] || continue
+		PSTORE_FOUND=1
+		n=$(basename "$f")
+		echo "LAB: pstore-record $n $(wc -c < "$f")"
+		base64 "$f"
+		echo "LAB: pstore-end $n"
+	done
+	say "pstore: $(ls /sys/fs/pstore | wc -l) records"
+fi
 
 ip link set lo up
 ip link set eth0 up
@@ -91,10 +132,26 @@ if [ "$NC" != none ]; then
 	say "netconsole $NC to $DEST"
 fi
 
-insmod /lib/modules/lkdtm.ko
+[ -f /lib/modules/lkdtm.ko ] && insmod /lib/modules/lkdtm.ko
 mount -t debugfs debugfs /sys/kernel/debug
 echo 8 > /proc/sys/kernel/printk
+for m in $(echo "$LOAD" | tr , ' '); do
+	insmod "/lib/modules/$m.ko" $(modparams "$m") || say "insmod $m failed"
+done
+MCEPOLL=$(param lab_mce_poll "")
+if [ -n "$MCEPOLL" ]; then
+	for c in /sys/devices/system/machinecheck/machinecheck*/check_interval; do
+		[ -f "$c" ] && echo "$MCEPOLL" > "$c"
+	done
+fi
+if [ "$(param lab_busy 0)" = 1 ]; then
+	(while :; do ls -lR /sys/class /proc/self > /dev/null 2>&1; cat /proc/*/stat > /dev/null 2>&1; done) &
+fi
 echo "kcrash-lab: guest $NAME ready" > /dev/kmsg
+if [ "$PSTORE_FOUND" = 1 ]; then
+	say "pstore records read back; powering off"
+	poweroff -f
+fi
 
 fire() {
 	say "trigger $1"
@@ -108,6 +165,10 @@ fire() {
 case "$TRIGGER" in
 shell)
 	exec setsid cttyhack sh ;;
+idle)
+	# A lab target: stays up until it crashes or the host stops it.
+	say "idle"
+	while :; do sleep 3600; done ;;
 wait)
 	# clocal: the port has no carrier, and a blocking open would wait for one.
 	stty -F /dev/ttyS1 clocal -echo 2>/dev/null

@@ -3,7 +3,7 @@
 // that uses them is internal/lab.
 package lab
 
-import _ "embed"
+import "embed"
 
 // InstallPackages is lab/install-packages.sh: it installs the host's Debian packages
 // (qemu, busybox-static, makedumpfile, the build tools and the arguments it is given)
@@ -16,3 +16,9 @@ var InstallPackages []byte
 //
 //go:embed init.sh
 var GuestInit []byte
+
+// Modules is lab/modules: the lab's own kernel modules (netrace.c, hwfault.c and
+// their Kbuild), built per kernel ABI against its headers.
+//
+//go:embed modules
+var Modules embed.FS

@@ -16,8 +16,8 @@ import (
 func init() {
 	register(&command{
 		name:     "lab",
-		synopsis: "crash lab: boot Debian's kernel under QEMU, crash it with LKDTM, keep consoles and vmcores",
-		usage:    "kcrash lab setup|run|fleet [flags]",
+		synopsis: "crash lab: boot Debian's kernels under QEMU, crash them (LKDTM, a receive-path race under load, hardware faults), keep consoles, pstore and vmcores",
+		usage:    "kcrash lab kernels|setup|run|fleet|target|load|scenario [flags]",
 		run:      runLab,
 	})
 }
@@ -28,9 +28,13 @@ func runLab(env *cmdEnv, args []string) error {
 		fs := newFlagSet(env, c)
 		fs.Usage()
 		fmt.Fprintf(env.stderr, "\nSubcommands:\n"+
-			"  setup   install packages, fetch the current cloud kernel, -dbg vmlinux, build LKDTM\n"+
-			"  run     setup, then the crash matrix (cached per ABI and lab recipe)\n"+
-			"  fleet   boot N guests sending netconsole to one port, crash some, say which\n"+
+			"  kernels   list the Debian kernel ABIs the lab can boot, in version order\n"+
+			"  setup     install packages, fetch a kernel (--kernel ABI), its -dbg vmlinux, build LKDTM and the lab modules\n"+
+			"  run       setup, then the crash matrix (cached per ABI and lab recipe)\n"+
+			"  fleet     boot N guests sending netconsole to one port, crash some, say which\n"+
+			"  target    start|stop|reboot|status NAME: a long-running guest a controller drives\n"+
+			"  load      flood a target's NIC with UDP at a packet rate (the race's load)\n"+
+			"  scenario  run a whole story: race, regression, hardware, pstore\n"+
 			"\nThe cache is ${KCRASH_LAB_DIR:-$HOME/.cache/kcrash/lab}. Run 'kcrash lab SUBCOMMAND -h' for flags.\n")
 		if len(args) == 0 {
 			return errUsage
@@ -40,6 +44,14 @@ func runLab(env *cmdEnv, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	switch args[0] {
+	case "kernels":
+		return runLabKernels(ctx, env, args[1:])
+	case "target":
+		return runLabTarget(ctx, env, args[1:])
+	case "load":
+		return runLabLoad(ctx, env, args[1:])
+	case "scenario":
+		return runLabScenario(ctx, env, args[1:])
 	case "setup":
 		return runLabSetup(ctx, env, args[1:])
 	case "run":
@@ -47,7 +59,7 @@ func runLab(env *cmdEnv, args []string) error {
 	case "fleet":
 		return runLabFleet(ctx, env, args[1:])
 	}
-	fmt.Fprintf(env.stderr, "kcrash lab: unknown subcommand %q (setup, run, fleet)\n", args[0])
+	fmt.Fprintf(env.stderr, "kcrash lab: unknown subcommand %q (kernels, setup, run, fleet, target, load, scenario)\n", args[0])
 	return errUsage
 }
 
@@ -64,9 +76,11 @@ func progress(env *cmdEnv) func(string, ...any) {
 }
 
 func runLabSetup(ctx context.Context, env *cmdEnv, args []string) error {
-	c := subFlagSet(env, "setup", "[--dir DIR]", "install the lab's packages and prepare the current kernel (cached)")
+	c := subFlagSet(env, "setup", "[--dir DIR] [--kernel ABI] [--light]", "install the lab's packages and prepare a kernel (cached)")
 	fs := newFlagSet(env, c)
 	dir := fs.String("dir", lab.DefaultDir(), "cache directory")
+	kernel := kernelFlag(fs)
+	light := fs.Bool("light", false, "only what targets and scenarios need: no -dbg vmlinux, no LKDTM")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -75,20 +89,21 @@ func runLabSetup(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	defer unlock()
-	k, err := lab.Setup(ctx, lab.Config{Dir: *dir, Progress: progress(env)})
+	k, err := lab.Setup(ctx, lab.Config{Dir: *dir, Progress: progress(env), Kernel: *kernel, Light: *light})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "kernel %s (%s) build ID %s\nvmlinux %s\nlkdtm %s\ninitramfs %s\n",
-		k.Release, k.Version, k.BuildID, k.Vmlinux, k.LKDTM, k.Initramfs)
+	fmt.Fprintf(env.stdout, "kernel %s (%s) build ID %s\nvmlinux %s\nlkdtm %s\nlab modules %s\ninitramfs %s\n",
+		k.Release, k.Version, k.BuildID, k.Vmlinux, k.LKDTM, k.LabModuleDir, k.Initramfs)
 	return nil
 }
 
 func runLabRun(ctx context.Context, env *cmdEnv, args []string) error {
-	c := subFlagSet(env, "run", "[--dir DIR] [--force] [--only NAME,...] [--parallel N]",
+	c := subFlagSet(env, "run", "[--dir DIR] [--kernel ABI] [--force] [--only NAME,...] [--parallel N]",
 		"prepare the lab (cached) and run the crash matrix, reusing a complete one of the same ABI and recipe")
 	fs := newFlagSet(env, c)
 	dir := fs.String("dir", lab.DefaultDir(), "cache directory")
+	kernel := kernelFlag(fs)
 	force := fs.Bool("force", false, "rerun the matrix even when a complete one is cached")
 	only := fs.String("only", "", "run only these triggers (comma separated), keeping the other cached entries")
 	parallel := fs.Int("parallel", 2, "guests at once (each QEMU TCG guest wants a core)")
@@ -104,7 +119,7 @@ func runLabRun(ctx context.Context, env *cmdEnv, args []string) error {
 		return nil
 	}
 	start := time.Now()
-	cfg := lab.Config{Dir: *dir, Progress: progress(env)}
+	cfg := lab.Config{Dir: *dir, Progress: progress(env), Kernel: *kernel}
 	unlock, err := lab.Lock(*dir)
 	if err != nil {
 		return err
@@ -131,10 +146,11 @@ func runLabRun(ctx context.Context, env *cmdEnv, args []string) error {
 	return err
 }
 func runLabFleet(ctx context.Context, env *cmdEnv, args []string) error {
-	c := subFlagSet(env, "fleet", "-n N --to HOST:PORT [--extended] [--crash K | --crash-names fleet-1,...] [--trigger T] [--json]",
+	c := subFlagSet(env, "fleet", "-n N --to HOST:PORT [--kernel ABI] [--extended] [--crash K | --crash-names fleet-1,...] [--trigger T] [--json]",
 		"boot N guests that all send netconsole to HOST:PORT, crash some of them and report which crashed")
 	fs := newFlagSet(env, c)
 	dir := fs.String("dir", lab.DefaultDir(), "cache directory (the kernel is prepared there if needed)")
+	kernel := kernelFlag(fs)
 	n := fs.Int("n", 2, "number of guests (each TCG guest wants a core; 2 at a time suits a 2-core machine)")
 	to := fs.String("to", "127.0.0.1:6666", "netconsole receiver HOST:PORT (127.0.0.1 is the host running QEMU)")
 	extended := fs.Bool("extended", false, "send extended netconsole records instead of the plain console stream")
@@ -151,7 +167,7 @@ func runLabFleet(ctx context.Context, env *cmdEnv, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	cfg := lab.Config{Dir: *dir, Progress: progress(env)}
+	cfg := lab.Config{Dir: *dir, Progress: progress(env), Kernel: *kernel}
 	unlock, err := lab.Lock(*dir)
 	if err != nil {
 		return err

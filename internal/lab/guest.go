@@ -3,6 +3,7 @@ package lab
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -30,6 +31,23 @@ type GuestConfig struct {
 	Command string
 	// Log receives QEMU's own stdout and stderr.
 	Log string
+	// UDPForward, when set, forwards this UDP port of the host's loopback to the
+	// guest's port 9 (discard): the way a load generator reaches the guest's NIC.
+	UDPForward int
+	// WarmReset lets QMP system_reset reboot the guest with its RAM kept (pstore),
+	// instead of QEMU exiting as -no-reboot makes it.
+	WarmReset bool
+	// PausePanic pauses a panicked guest (QEMU runstate guest-panicked, visible to
+	// query-status) instead of leaving it spinning in panic().
+	PausePanic bool
+	// AppendSerial appends to Serial instead of truncating it (a target's console
+	// across reboots).
+	AppendSerial bool
+	// Detached starts QEMU in its own session and lets it outlive this process (lab
+	// targets); otherwise QEMU dies with the process that started it.
+	Detached bool
+	// QEMU overrides qemu-system-x86_64 (tests).
+	QEMU string
 }
 
 // QEMUArgs returns the qemu-system-x86_64 arguments for c. TCG only (the lab
@@ -47,17 +65,34 @@ func (c GuestConfig) QEMUArgs() []string {
 	}
 	args := []string{
 		"-accel", "tcg", "-cpu", "max,la57=off", "-m", mem, "-smp", strconv.Itoa(vcpus),
-		"-display", "none", "-vga", "none", "-no-reboot", "-monitor", "none",
+		"-display", "none", "-vga", "none",
+	}
+	if !c.WarmReset {
+		args = append(args, "-no-reboot")
+	}
+	args = append(args, "-monitor", "none",
 		"-kernel", c.Kernel.Vmlinuz, "-initrd", c.Kernel.Initramfs,
-		"-append", strings.TrimSpace("console=ttyS0 " + c.Append),
-		"-serial", "file:" + c.Serial,
+		"-append", strings.TrimSpace("console=ttyS0 "+c.Append),
+	)
+	if c.AppendSerial {
+		args = append(args, "-chardev", "file,id=con,path="+c.Serial+",append=on", "-serial", "chardev:con")
+	} else {
+		args = append(args, "-serial", "file:"+c.Serial)
 	}
 	if c.Command != "" {
 		args = append(args, "-chardev", "socket,id=cmd,path="+c.Command+",server=on,wait=off", "-serial", "chardev:cmd")
 	}
+	netdev := "user,id=n0"
+	if c.UDPForward != 0 {
+		netdev += fmt.Sprintf(",hostfwd=udp:127.0.0.1:%d-:9", c.UDPForward)
+	}
+	panicAction := "panic=none"
+	if c.PausePanic {
+		panicAction = "panic=pause"
+	}
 	args = append(args,
-		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
-		"-device", "pvpanic", "-action", "panic=none",
+		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
+		"-device", "pvpanic", "-action", panicAction,
 		"-device", "vmcoreinfo",
 		"-qmp", "unix:"+c.QMP+",server=on,wait=off",
 	)
@@ -88,9 +123,17 @@ func StartGuest(ctx context.Context, c GuestConfig) (*Guest, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("qemu-system-x86_64", c.QEMUArgs()...)
+	qemu := c.QEMU
+	if qemu == "" {
+		qemu = "qemu-system-x86_64"
+	}
+	cmd := exec.Command(qemu, c.QEMUArgs()...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if c.Detached {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	} else {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("starting qemu: %w", err)
@@ -207,6 +250,41 @@ func (g *Guest) Dump(ctx context.Context, format string, paging bool, path strin
 		return fmt.Errorf("dump %s to %s: %w", format, path, err)
 	}
 	return nil
+}
+
+// Reset resets the guest (QMP system_reset): with GuestConfig.WarmReset its RAM is
+// kept and it boots the same kernel again.
+func (g *Guest) Reset(ctx context.Context) error {
+	_, err := g.qmp.Execute(ctx, "system_reset", nil)
+	return err
+}
+
+// HMP runs a human monitor command (QMP human-monitor-command), e.g. "mce …",
+// and returns its output; QEMU reports the command's own errors in the output.
+func (g *Guest) HMP(ctx context.Context, line string) (string, error) {
+	raw, err := g.qmp.Execute(ctx, "human-monitor-command", map[string]any{"command-line": line})
+	if err != nil {
+		return "", err
+	}
+	var out string
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return "", fmt.Errorf("hmp %q: %w", line, err)
+	}
+	return out, nil
+}
+
+// PID is QEMU's process id.
+func (g *Guest) PID() int { return g.cmd.Process.Pid }
+
+// Exited is closed when QEMU has exited.
+func (g *Guest) Exited() <-chan struct{} { return g.exited }
+
+// Detach closes the QMP connection and leaves QEMU running (lab targets).
+func (g *Guest) Detach() {
+	g.qmp.Close()
+	if g.cmdConn != nil {
+		g.cmdConn.Close()
+	}
 }
 
 // SendCommand writes one line to the guest's second serial port (GuestConfig.Command).

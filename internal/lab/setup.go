@@ -25,7 +25,7 @@ import (
 
 // Version is bumped whenever the lab's recipe changes in a way the hashes below do
 // not see (e.g. how artifacts are post-processed); it invalidates every cache.
-const Version = "2" // 2: snappy and zstd dumps written by internal/dump when makedumpfile lacks them
+const Version = "3" // 3: kernels by ABI, lab modules (netrace, hwfault), ramoops, vmcore-dmesg
 
 // MetaPackage is the Debian package whose dependency names the current kernel ABI.
 const MetaPackage = "linux-image-cloud-amd64"
@@ -33,7 +33,13 @@ const MetaPackage = "linux-image-cloud-amd64"
 // GuestModules are the kernel modules the guest loads (with their dependencies),
 // before lkdtm: the NIC, fw_cfg (so QEMU's dumps carry VMCOREINFO), pvpanic (so QEMU
 // hears of the panic), configfs and netconsole.
-var GuestModules = []string{"virtio_pci", "virtio_net", "qemu_fw_cfg", "pvpanic_mmio", "pvpanic_pci", "configfs", "netconsole"}
+// ramoops keeps the oops in RAM that survives a warm reset (the pstore scenario).
+var GuestModules = []string{"virtio_pci", "virtio_net", "qemu_fw_cfg", "pvpanic_mmio", "pvpanic_pci", "configfs", "netconsole", "ramoops"}
+
+// LabModules are the lab's own out-of-tree modules (lab/modules), built per ABI
+// against that kernel's headers: netrace (the receive-path race) and hwfault (bit
+// flips in slab pointers, as bad RAM makes).
+var LabModules = []string{"netrace", "hwfault"}
 
 // Config says where the lab keeps its cache and how it reports progress.
 type Config struct {
@@ -43,6 +49,13 @@ type Config struct {
 	Progress func(format string, args ...any)
 	// NoInstall skips lab/install-packages.sh (the caller vouches for the packages).
 	NoInstall bool
+	// Kernel selects the kernel: an ABI (6.1.0-57-cloud-amd64), a series (6.12), a
+	// flavour (amd64) or "" for the current cloud ABI; see ResolveKernel.
+	Kernel string
+	// Light prepares a kernel for targets and scenarios only: the image, its
+	// headers and the lab modules, without the -dbg vmlinux and LKDTM (about 500 MB
+	// less to download). A later full Setup of the same ABI completes it.
+	Light bool
 }
 
 func (c *Config) progress(format string, args ...any) {
@@ -71,13 +84,23 @@ type Kernel struct {
 	BuildID   string   `json:"build_id"` // GNU build ID of vmlinux, hex
 	Dir       string   `json:"dir"`      // the cache directory of this ABI
 	Vmlinuz   string   `json:"vmlinuz"`
-	Vmlinux   string   `json:"vmlinux"`    // with DWARF, from the -dbg package
-	DebugDir  string   `json:"debug_dir"`  // the -dbg .ko files of the guest's modules, lib/modules/$KVER/…
-	LKDTM     string   `json:"lkdtm"`      // lkdtm.ko, built here with debug info
-	Initramfs string   `json:"initramfs"`  // busybox, /init and the modules
-	Modules   []string `json:"modules"`    // load order in the guest, file names
-	SetupHash string   `json:"setup_hash"` // what the cached files were made from
-	InitHash  string   `json:"init_hash"`  // the guest /init the initramfs holds
+	Vmlinux   string   `json:"vmlinux"`   // with DWARF, from the -dbg package
+	DebugDir  string   `json:"debug_dir"` // the -dbg .ko files of the guest's modules, lib/modules/$KVER/…
+	LKDTM     string   `json:"lkdtm"`     // lkdtm.ko, built here with debug info
+	Initramfs string   `json:"initramfs"` // busybox, /init and the modules
+	Modules   []string `json:"modules"`   // load order in the guest, file names
+	// LabModuleDir holds the lab's own modules (netrace.ko, hwfault.ko) built
+	// against this ABI's headers.
+	LabModuleDir string `json:"lab_module_dir"`
+	// LKDTMSource is the linux-source package LKDTM was built from: the ABI's own
+	// version when the archive still has it, else the newest of the series.
+	LKDTMSource string `json:"lkdtm_source,omitempty"`
+	// Light says the kernel was prepared without the -dbg vmlinux and LKDTM.
+	Light     bool   `json:"light,omitempty"`
+	SetupHash string `json:"setup_hash"` // what the cached files were made from
+	// ModulesHash is the lab modules' source hash (modulesHash).
+	ModulesHash string `json:"modules_hash"`
+	InitHash    string `json:"init_hash"` // the guest /init the initramfs holds
 }
 
 // setupHash covers everything the cached kernel files are made from, other than
@@ -87,6 +110,13 @@ func setupHash() string {
 	fmt.Fprintf(h, "version %s\nmodules %q\n", Version, GuestModules)
 	h.Write([]byte(lkdtmPatchMarker))
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// modulesHash covers the lab modules' source: a change rebuilds only them and the
+// initramfs.
+func modulesHash() string {
+	h := sha256.Sum256(labModuleSources())
+	return hex.EncodeToString(h[:])[:16]
 }
 
 // initHash covers the guest's /init: a change rebuilds only the initramfs.
@@ -103,7 +133,7 @@ func Setup(ctx context.Context, cfg Config) (*Kernel, error) {
 	if err := installPackages(ctx, &cfg); err != nil {
 		return nil, err
 	}
-	release, err := ResolveABI(ctx)
+	release, err := ResolveKernel(ctx, cfg.Kernel)
 	if err != nil {
 		return nil, err
 	}
@@ -112,21 +142,31 @@ func Setup(ctx context.Context, cfg Config) (*Kernel, error) {
 	}
 	dir := filepath.Join(cfg.Dir, release)
 	stamp := filepath.Join(dir, "setup.json")
-	if k, err := loadKernel(stamp); err == nil && k.SetupHash == setupHash() && k.complete() {
-		if k.InitHash == initHash() {
+	if k, err := loadKernel(stamp); err == nil && k.SetupHash == setupHash() && k.complete() && (cfg.Light || !k.Light) {
+		if k.ModulesHash == modulesHash() && k.InitHash == initHash() {
 			cfg.progress("lab: kernel %s ready (cached in %s)", release, dir)
 			return k, nil
 		}
-		cfg.progress("lab: the guest's /init changed; rebuilding the initramfs")
+		if k.ModulesHash != modulesHash() {
+			cfg.progress("lab: the lab modules changed; rebuilding them for %s", release)
+			if err := buildLabModules(ctx, k.LabModuleDir, k.Release); err != nil {
+				return nil, err
+			}
+			k.ModulesHash = modulesHash()
+		}
+		cfg.progress("lab: rebuilding the initramfs of %s", release)
 		if err := k.buildInitramfs(); err != nil {
 			return nil, err
 		}
 		data, _ := json.MarshalIndent(k, "", "  ")
 		return k, writeFileAtomic(stamp, append(data, '\n'))
 	}
-	k := &Kernel{Release: release, Dir: dir, SetupHash: setupHash()}
+	// Whatever was there is incomplete or stale: it is rebuilt, and setup.json is
+	// only written once everything it names exists.
+	os.Remove(stamp)
+	k := &Kernel{Release: release, Dir: dir, SetupHash: setupHash(), Light: cfg.Light}
 	if err := k.prepare(ctx, &cfg); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("lab setup of kernel %s: %w", release, err)
 	}
 	data, _ := json.MarshalIndent(k, "", "  ")
 	if err := writeFileAtomic(stamp, append(data, '\n')); err != nil {
@@ -160,7 +200,14 @@ func loadKernel(stamp string) (*Kernel, error) {
 }
 
 func (k *Kernel) complete() bool {
-	for _, p := range []string{k.Vmlinuz, k.Vmlinux, k.LKDTM, k.Initramfs} {
+	need := []string{k.Vmlinuz, k.Initramfs, k.LabModuleDir}
+	if !k.Light {
+		need = append(need, k.Vmlinux, k.LKDTM)
+	}
+	for _, m := range LabModules {
+		need = append(need, k.LabModule(m))
+	}
+	for _, p := range need {
 		if p == "" {
 			return false
 		}
@@ -169,6 +216,14 @@ func (k *Kernel) complete() bool {
 		}
 	}
 	return true
+}
+
+// LabModule is the path of one of the lab's own modules (LabModules) for this kernel.
+func (k *Kernel) LabModule(name string) string {
+	if k.LabModuleDir == "" {
+		return ""
+	}
+	return filepath.Join(k.LabModuleDir, name+".ko")
 }
 
 func installPackages(ctx context.Context, cfg *Config, extra ...string) error {
@@ -213,16 +268,6 @@ func (k *Kernel) prepare(ctx context.Context, cfg *Config) error {
 		return fmt.Errorf("dpkg-deb -f %s Version: %w", image, err)
 	}
 	k.Version = strings.TrimSpace(string(out))
-	dbg, err := download(ctx, cfg, debs, "linux-image-"+k.Release+"-dbg", k.Version)
-	if err != nil {
-		return err
-	}
-	// linux-source-X.Y of the same Debian version has the LKDTM source.
-	series := strings.Join(strings.SplitN(k.Release, ".", 3)[:2], ".")
-	src, err := download(ctx, cfg, debs, "linux-source-"+series, k.Version)
-	if err != nil {
-		return err
-	}
 
 	root := filepath.Join(k.Dir, "kernel")
 	os.RemoveAll(root)
@@ -239,29 +284,102 @@ func (k *Kernel) prepare(ctx context.Context, cfg *Config) error {
 		return err
 	}
 
-	cfg.progress("lab: extracting vmlinux and module debug files from %s", filepath.Base(dbg))
-	k.Vmlinux = filepath.Join(k.Dir, "vmlinux")
-	k.DebugDir = filepath.Join(k.Dir, "debug")
-	if err := k.extractDebug(ctx, dbg, modules); err != nil {
+	cfg.progress("lab: building the lab modules (%s) for %s", strings.Join(LabModules, ", "), k.Release)
+	k.LabModuleDir = filepath.Join(k.Dir, "labmodules")
+	if err := buildLabModules(ctx, k.LabModuleDir, k.Release); err != nil {
 		return err
 	}
-	if k.BuildID, err = BuildID(k.Vmlinux); err != nil {
-		return err
-	}
+	k.ModulesHash = modulesHash()
 
-	cfg.progress("lab: building lkdtm.ko from %s", filepath.Base(src))
-	if k.LKDTM, err = buildLKDTM(ctx, src, filepath.Join(k.Dir, "lkdtm"), k.Release, series); err != nil {
-		return err
+	if !k.Light {
+		dbg, err := download(ctx, cfg, debs, "linux-image-"+k.Release+"-dbg", k.Version)
+		if err != nil {
+			return err
+		}
+		// linux-source-X.Y has the LKDTM source: the ABI's own version when the
+		// archive still carries it, else the newest of the series (LKDTM is built
+		// against this ABI's headers either way).
+		series := Series(k.Release)
+		src, err := download(ctx, cfg, debs, "linux-source-"+series, k.Version)
+		if err != nil {
+			cfg.progress("lab: linux-source-%s=%s is not in the archive (%v); using the newest linux-source-%s", series, k.Version, firstLineOf(err), series)
+			if src, err = download(ctx, cfg, debs, "linux-source-"+series, ""); err != nil {
+				return err
+			}
+		}
+		k.LKDTMSource = filepath.Base(src)
+		cfg.progress("lab: extracting vmlinux and module debug files from %s", filepath.Base(dbg))
+		k.Vmlinux = filepath.Join(k.Dir, "vmlinux")
+		k.DebugDir = filepath.Join(k.Dir, "debug")
+		if err := k.extractDebug(ctx, dbg, modules); err != nil {
+			return err
+		}
+		if k.BuildID, err = BuildID(k.Vmlinux); err != nil {
+			return err
+		}
+		cfg.progress("lab: building lkdtm.ko from %s", filepath.Base(src))
+		if k.LKDTM, err = buildLKDTM(ctx, src, filepath.Join(k.Dir, "lkdtm"), k.Release, series); err != nil {
+			return err
+		}
+		// The big packages are no longer needed; the image stays for reference.
+		os.Remove(dbg)
+		os.Remove(src)
 	}
 
 	if err := k.buildInitramfs(); err != nil {
 		return err
 	}
-	// The big packages are no longer needed; the image stays (27 MB) for reference.
-	os.Remove(dbg)
-	os.Remove(src)
 	cfg.progress("lab: kernel %s (%s) ready in %s", k.Release, k.Version, k.Dir)
 	return nil
+}
+
+func firstLineOf(err error) string {
+	l, _, _ := strings.Cut(err.Error(), "\n")
+	return l
+}
+
+// buildLabModules builds lab/modules (embedded) in dir against the ABI's headers.
+func buildLabModules(ctx context.Context, dir, release string) error {
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	entries, err := labfiles.Modules.ReadDir("modules")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		data, err := labfiles.Modules.ReadFile("modules/" + e.Name())
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
+			return err
+		}
+	}
+	headers := "/usr/src/linux-headers-" + release
+	jobs := fmt.Sprintf("-j%d", min(runtime.NumCPU(), 2))
+	if err := run(ctx, "", "make", "-s", "-C", headers, "M="+dir, jobs, "modules"); err != nil {
+		return err
+	}
+	for _, m := range LabModules {
+		if _, err := os.Stat(filepath.Join(dir, m+".ko")); err != nil {
+			return fmt.Errorf("lab module build made no %s.ko: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// labModuleSources is the lab modules' source, for the setup hash.
+func labModuleSources() []byte {
+	var b bytes.Buffer
+	entries, _ := labfiles.Modules.ReadDir("modules")
+	for _, e := range entries {
+		data, _ := labfiles.Modules.ReadFile("modules/" + e.Name())
+		fmt.Fprintf(&b, "%s %d\n", e.Name(), len(data))
+		b.Write(data)
+	}
+	return b.Bytes()
 }
 
 // buildInitramfs writes busybox, the guest's /init, the guest modules (in load
@@ -275,16 +393,54 @@ func (k *Kernel) buildInitramfs() error {
 	k.Modules = nil
 	var files []string
 	for _, m := range modules {
-		files = append(files, m.path)
-		k.Modules = append(k.Modules, filepath.Base(m.path))
+		path, err := plainModule(m.path, filepath.Join(k.Dir, "plainmodules"))
+		if err != nil {
+			return err
+		}
+		files = append(files, path)
+		k.Modules = append(k.Modules, filepath.Base(path))
 	}
-	files = append(files, k.LKDTM)
-	k.Modules = append(k.Modules, "lkdtm.ko")
+	if k.LKDTM != "" {
+		files = append(files, k.LKDTM)
+		k.Modules = append(k.Modules, "lkdtm.ko")
+	}
+	for _, m := range LabModules {
+		files = append(files, k.LabModule(m))
+		k.Modules = append(k.Modules, m+".ko")
+	}
 	if err := writeInitramfs(k.Initramfs, "/bin/busybox", labfiles.GuestInit, files); err != nil {
 		return err
 	}
 	k.InitHash = initHash()
 	return nil
+}
+
+// plainModule returns an uncompressed copy of a .ko.xz or .ko.zst module (busybox
+// insmod hands the bytes to init_module, which wants ELF), made once in dir; a
+// plain .ko is returned as it is.
+func plainModule(path, dir string) (string, error) {
+	var tool string
+	switch {
+	case strings.HasSuffix(path, ".ko.xz"):
+		tool = "xz"
+	case strings.HasSuffix(path, ".ko.zst"):
+		tool = "zstd"
+	default:
+		return path, nil
+	}
+	name := modName(path) + ".ko"
+	out := filepath.Join(dir, name)
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	data, err := exec.Command(tool, "-dc", path).Output()
+	if err != nil {
+		return "", fmt.Errorf("%s -dc %s: %w", tool, path, err)
+	}
+	return out, writeFileAtomic(out, data)
 }
 
 // download fetches one .deb into dir with apt-get download (version "" = candidate),
@@ -335,7 +491,8 @@ func (k *Kernel) extractDebug(ctx context.Context, deb string, modules []module)
 		"usr/lib/debug/boot/vmlinux-" + k.Release: k.Vmlinux,
 	}
 	for _, m := range modules {
-		rel := "lib/modules/" + k.Release + "/" + m.rel
+		// The -dbg package keeps a compressed module's debug file uncompressed.
+		rel := "lib/modules/" + k.Release + "/" + strings.TrimSuffix(strings.TrimSuffix(m.rel, ".xz"), ".zst")
 		want["usr/lib/debug/"+rel] = filepath.Join(k.DebugDir, rel)
 	}
 	return untarFromCommand(ctx, want, "dpkg-deb", "--fsys-tarfile", deb)
