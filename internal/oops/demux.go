@@ -19,8 +19,12 @@ import (
 // each other, it rewrites the region as the first report's lines followed by the
 // second's, and marks the lines it moved as an uncertain repair.
 
-// demuxWindow bounds the lines read after two interleaved headers.
-const demuxWindow = 600
+// demuxWindow bounds the lines read after two interleaved headers, maxDemuxTries the
+// header pairs tried: the work stays linear in the input.
+const (
+	demuxWindow   = 600
+	maxDemuxTries = 8
+)
 
 // part is a position in a report's printing order.
 type part int
@@ -214,11 +218,12 @@ func demux(lines []rline) []rline {
 			headers = append(headers, i)
 		}
 	}
-	for k := 0; k+1 < len(headers); k++ {
+	for k, tries := 0, 0; k+1 < len(headers) && tries < maxDemuxTries; k++ {
 		i, j := headers[k], headers[k+1]
 		if j-i > 4 || j == i {
 			continue
 		}
+		tries++
 		if out, ok := split(lines, i, j); ok {
 			return out
 		}

@@ -33,6 +33,10 @@ var (
 	buildIDTail = regexp.MustCompile(`^[0-9a-f]{8,40}\]`)
 )
 
+// maxJoinedLine bounds a re-joined line: joining stops there, which keeps the work
+// linear whatever the input (no kernel line is longer than a few KiB).
+const maxJoinedLine = 16 << 10
+
 // rejoin joins wrapped lines in place and returns the kept lines.
 func rejoin(lines []rline) []rline {
 	nonblank, tsN, sysN := 0, 0, 0
@@ -68,7 +72,7 @@ func rejoin(lines []rline) []rline {
 		}
 		if len(out) > 0 {
 			p := &out[len(out)-1]
-			if sep, how := continues(p, &l, tsMode, sysMode, width, hard); how != joinNo {
+			if sep, how := continues(p, &l, tsMode, sysMode, width, hard); how != joinNo && len(p.text)+len(l.text) <= maxJoinedLine {
 				p.text = strings.TrimRight(p.text, " ") + sep + strings.TrimLeft(l.text, " ")
 				if sep == "" && strings.HasSuffix(p.text, " ") {
 					p.text = strings.TrimRight(p.text, " ")

@@ -320,7 +320,7 @@ func undoSoftBreaks(lines []rline) {
 	}
 	for i := 0; i < len(lines); i++ {
 		l := &lines[i]
-		for strings.HasSuffix(l.text, "=") && i+1 < len(lines) && lines[i+1].text != "\x00" {
+		for strings.HasSuffix(l.text, "=") && i+1 < len(lines) && lines[i+1].text != "\x00" && len(l.text) <= maxJoinedLine {
 			next := &lines[i+1]
 			l.text = l.text[:len(l.text)-1] + next.text
 			l.inEnd = next.inEnd
