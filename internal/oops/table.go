@@ -176,7 +176,8 @@ var syscallPrefixes = []string{
 // startIgnores match oops lines that may sit inside another report without starting a
 // new one.
 var startIgnores = res(`invalid opcode: 0000`, `Kernel panic - not syncing`,
-	`unregister_netdevice: waiting for`, `PANIC: double fault`, `Internal error:`)
+	`unregister_netdevice: waiting for`, `PANIC: double fault`, `Internal error:`,
+	`INFO: (?:Allocated|Freed) in `, `INFO: Slab 0x`, `INFO: Object 0x`) // the lines of a SLUB report
 
 // infoWithStack are messages that carry a stack but are no bug; met inside a report,
 // they end its title region.
