@@ -98,6 +98,13 @@ func parseFrame(s string) (Frame, bool) {
 				continue
 			}
 		}
+		if strings.HasPrefix(rest, "<") { // i386 before 2.6.18: "<c020bb5d> func+0x…"
+			if j := strings.Index(rest, "> "); j >= 9 && isHex(rest[1:j]) {
+				f.Addr, _ = parseHex(rest[1:j])
+				rest = rest[j+2:]
+				continue
+			}
+		}
 		break
 	}
 	plus := strings.Index(rest, "+0x")
@@ -373,7 +380,7 @@ func fill(r *Report, lines []string) {
 				r.Registers = map[string]uint64{}
 			}
 			regs = r.Registers
-		case r.IP == nil && !inTrace && (strings.HasPrefix(t, "EIP is at ") || strings.HasPrefix(t, "IAOQ[0]: ")):
+		case (r.IP == nil || r.IP.Func == "") && !inTrace && (strings.HasPrefix(t, "EIP is at ") || strings.HasPrefix(t, "IAOQ[0]: ")):
 			// Old i386 ("EIP is at func+0x…") and parisc ("IAOQ[0]: func+0x…").
 			if t[0] == 'I' {
 				r.IP = parseIP(strings.TrimPrefix(t, "IAOQ[0]: "))
@@ -407,6 +414,11 @@ func fill(r *Report, lines []string) {
 			}
 			ip := parseIP(rest)
 			userIP = seg == "0033" || seg == "0023"
+			if r.IP != nil && r.IP.Func == "" && ip.Func != "" && (ip.Addr == 0 || ip.Addr == r.IP.Addr) {
+				// The EIP/RIP trailer after an old i386 trace names the function the
+				// "EIP: 0060:[<…>]" line did not.
+				r.IP.Func, r.IP.Offset, r.IP.Size, r.IP.Module = ip.Func, ip.Offset, ip.Size, ip.Module
+			}
 			if !inTrace && r.IP == nil && !ended {
 				r.IP = ip
 				if r.Registers == nil {
@@ -441,8 +453,10 @@ func fill(r *Report, lines []string) {
 			}
 		case regs != nil && isRegisterLine(t):
 			addRegisters(regs, t)
-		case inTrace:
-			f, ok := parseFrame(t)
+		case inTrace || len(r.Frames) == 0 && !ended && strings.HasPrefix(t, "[<") && armFromLine.MatchString(t):
+			// 32-bit arm prints its "from" frames without a header after the stack dump.
+			inTrace = true
+			fs, ok := traceLineFrames(t)
 			if !ok && i > 0 && isStackStartString(t) {
 				inTrace, ended = false, true
 				break
@@ -453,14 +467,16 @@ func fill(r *Report, lines []string) {
 				}
 				break
 			}
-			f.Section = secName
-			r.Frames = append(r.Frames, f)
-			if sec != nil {
-				sec.EndFrame = len(r.Frames)
-			}
-			for j := range r.Sections {
-				if r.Sections[j].Name == secName && r.Sections[j].EndFrame == len(r.Frames)-1 && &r.Sections[j] != sec {
-					r.Sections[j].EndFrame = len(r.Frames)
+			for _, f := range fs {
+				f.Section = secName
+				r.Frames = append(r.Frames, f)
+				if sec != nil {
+					sec.EndFrame = len(r.Frames)
+				}
+				for j := range r.Sections {
+					if r.Sections[j].Name == secName && r.Sections[j].EndFrame == len(r.Frames)-1 && &r.Sections[j] != sec {
+						r.Sections[j].EndFrame = len(r.Frames)
+					}
 				}
 			}
 		}

@@ -27,7 +27,7 @@ var (
 	hexStart    = regexp.MustCompile(`^[0-9a-f]{4,16}(?:[\s(]|$)`)
 	longHex     = regexp.MustCompile(`^(?:0x)?[0-9a-f]{8,16}(?:\s|$)`)
 	symStart    = regexp.MustCompile(`^(?:\? )?[A-Za-z_][A-Za-z0-9_.]*\+0x[0-9a-f]+/0x[0-9a-f]+`)
-	addrEnd     = regexp.MustCompile(`\[<[0-9a-f]+>\](?: \?)?$`)
+	addrEnd     = regexp.MustCompile(`(?:\[<[0-9a-f]+>\]|<[0-9a-f]{8,16}>)(?: \?)?$`)
 	modBracket  = regexp.MustCompile(`^\[[A-Za-z0-9_-]+\]$`)
 	offsetEnd   = regexp.MustCompile(`/0x[0-9a-f]+$`)
 	buildIDTail = regexp.MustCompile(`^[0-9a-f]{8,40}\]`)
@@ -150,6 +150,8 @@ func contentContinues(pt, ct string, c *rline) bool {
 	case modBracket.MatchString(ct) && offsetEnd.MatchString(pt):
 		return true
 	case strings.LastIndexByte(pt, '[') > strings.LastIndexByte(pt, ']') && buildIDTail.MatchString(ct):
+		return true
+	case strings.HasPrefix(ct, "at virtual address ") && (strings.HasSuffix(pt, "dereference") || strings.HasSuffix(pt, "paging request")):
 		return true
 	case (strings.HasSuffix(pt, " at") || strings.HasSuffix(pt, " address")) && longHex.MatchString(ct) &&
 		(strings.Contains(pt, "BUG") || strings.Contains(pt, "Unable to handle")):

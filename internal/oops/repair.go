@@ -142,7 +142,7 @@ func damaged(text []byte) bool {
 			continue
 		}
 		switch c := line[0]; c {
-		case '>':
+		case '>', '|':
 			if quoted++; quoted >= 3 {
 				return true
 			}
@@ -179,8 +179,12 @@ func damaged(text []byte) bool {
 		if prevCode && n == 0 && isHexBytes(body) {
 			return true
 		}
-		prevCode = len(body) > 6 && body[0] == 'C' && bytes.HasPrefix(body, []byte("Code: "))
-		if n > 0 && len(body) > 0 && body[len(body)-1] == ':' && danglingReg.Match(body) {
+		tb := bytes.TrimLeft(body, " ")
+		if prevCode && n == 0 && isHexBytes(tb) {
+			return true
+		}
+		prevCode = len(tb) > 6 && tb[0] == 'C' && bytes.HasPrefix(tb, []byte("Code: "))
+		if len(body) > 0 && body[len(body)-1] == ':' && danglingReg.Match(body) {
 			return true
 		}
 	}
@@ -225,7 +229,7 @@ func kernelPrefixes(text []byte) bool {
 }
 
 // danglingReg is a register dump line whose last value was wrapped away ("… RCX:").
-var danglingReg = regexp.MustCompile(`(?:^|\s)(?:R[A-Z0-9]{2}|E[A-Z]{2}|[CD]R[0-9]|x[0-9]{1,2} ?|[CDEFGS]S|knlGS|EFLAGS|ORIG_RAX): ?$`)
+var danglingReg = regexp.MustCompile(`(?:^|\s)(?:R[A-Z0-9]{2}|E[A-Z]{2}|e(?:[a-d]x|[sd]i|[bs]p)|[CD]R[0-9]|x[0-9]{1,2} ?|[CDEFGS]S|knlGS|EFLAGS|ORIG_RAX): ?$`)
 
 // isHexBytes reports whether s is a run of Code bytes: two-digit (or arm64 eight-digit)
 // hex tokens, one possibly marked <..> or (..).
@@ -380,7 +384,7 @@ func stripTransport(l *rline) {
 		for j < len(s) && (s[j] == ' ' || s[j] == '\t') && j-i < 4 {
 			j++
 		}
-		if j < len(s) && s[j] == '>' {
+		if j < len(s) && (s[j] == '>' || s[j] == '|' && j+1 < len(s) && s[j+1] == ' ') {
 			d++
 			i = j + 1
 			continue

@@ -1,0 +1,48 @@
+package oops
+
+import (
+	"regexp"
+	"strings"
+)
+
+var (
+	// armFromLine is 32-bit arm's unwinder line, "[<pc>] (func) from [<lr>] (caller+off/size)"
+	// (older kernels print "(func+off/size)" first): the frame is func.
+	armFromLine = regexp.MustCompile(`^\[<([0-9a-f]+)>\] \(([A-Za-z0-9_.$]+)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\) from \[<[0-9a-f]+>\]`)
+	// multiFrame finds the frames of a line holding several, as i386 printed them before
+	// 2.6.18 ("<c020bb5d> block_uevent+0x10d/0x210   <c020ba50> block_uevent+0x0/0x210").
+	multiFrame = regexp.MustCompile(`(?:\[<[0-9a-f]{8,16}>\]|<[0-9a-f]{8,16}>) (?:\? )?[A-Za-z_]`)
+)
+
+// traceLineFrames parses the frames one call-trace line holds; ok is false when the
+// line is not a frame line.
+func traceLineFrames(t string) ([]Frame, bool) {
+	if strings.HasPrefix(t, "[<") && strings.Contains(t, ") from [<") {
+		if m := armFromLine.FindStringSubmatch(t); m != nil {
+			addr, _ := parseHex(m[1])
+			return []Frame{{Func: m[2], Addr: addr, Raw: t, Reliable: true}}, true
+		}
+	}
+	if strings.Count(t, "> ") > 1 {
+		if idx := multiFrame.FindAllStringIndex(t, -1); len(idx) > 1 {
+			var out []Frame
+			for k, loc := range idx {
+				end := len(t)
+				if k+1 < len(idx) {
+					end = idx[k+1][0]
+				}
+				f, ok := parseFrame(t[loc[0]:end])
+				if !ok {
+					return nil, false
+				}
+				out = append(out, f)
+			}
+			return out, true
+		}
+	}
+	f, ok := parseFrame(t)
+	if !ok {
+		return nil, false
+	}
+	return []Frame{f}, true
+}
