@@ -15,8 +15,9 @@ var (
 	lockupTask    = regexp.MustCompile(`CPU#([0-9]+) stuck for [0-9]+s! \[(.*):([0-9]+)\]`)
 	hungTaskRe    = regexp.MustCompile(`INFO: task (.*):([0-9]+) blocked`)
 	armPCLine     = regexp.MustCompile(`(pc|lr|pstate) ?: (?:\[<)?([0-9a-f]+)`)
-	ripLine       = regexp.MustCompile(`^(RIP|EIP|pc|NIP): ?(?:([0-9a-f]{4}):)?(.*)$`)
+	ripLine       = regexp.MustCompile(`^(RIP|EIP|pc|NIP|IP): ?(?:([0-9a-f]{4}):)?(.*)$`)
 	warnFunc      = regexp.MustCompile(`WARNING: .*at \S+:[0-9]+ ([A-Za-z0-9_.]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[A-Za-z0-9_]+\])?)`)
+	decimalSym    = regexp.MustCompile(`^[A-Za-z0-9_.]+\+[0-9]+/[0-9]+$`)
 	inlineFrameRe = regexp.MustCompile(`^([A-Za-z0-9_.]+) (\S+:[0-9]+)( \[inline\])?$`)
 	x86Regs       = map[string]bool{"RAX": true, "RBX": true, "RCX": true, "RDX": true, "RSI": true, "RDI": true, "RBP": true,
 		"RSP": true, "R08": true, "R09": true, "R10": true, "R11": true, "R12": true, "R13": true, "R14": true, "R15": true,
@@ -101,6 +102,19 @@ func parseFrame(s string) (Frame, bool) {
 		if strings.HasPrefix(rest, "<") { // i386 before 2.6.18: "<c020bb5d> func+0x…"
 			if j := strings.Index(rest, "> "); j >= 9 && isHex(rest[1:j]) {
 				f.Addr, _ = parseHex(rest[1:j])
+				rest = rest[j+2:]
+				continue
+			}
+		}
+		if strings.HasPrefix(rest, "[") { // early 2.6 kallsyms: "[ide_cmd+108/116] ide_cmd+0x6c/0x74"
+			if j := strings.Index(rest, "] "); j > 1 && decimalSym.MatchString(rest[1:j]) {
+				rest = rest[j+2:]
+				continue
+			}
+		}
+		if strings.HasPrefix(rest, ":") { // 2.6.18 x86-64 modules: ":fcdslusb2:claim_urb+0x1d/0x8f"
+			if j := strings.IndexByte(rest[1:], ':'); j > 0 && isSymbol(rest[1:j+1]) {
+				f.Module = rest[1 : j+1]
 				rest = rest[j+2:]
 				continue
 			}
@@ -225,7 +239,7 @@ func isStackStartString(t string) bool {
 }
 
 func isIPLine(t string) bool {
-	return (strings.HasPrefix(t, "RIP:") || strings.HasPrefix(t, "EIP:") || strings.HasPrefix(t, "NIP:") ||
+	return (strings.HasPrefix(t, "RIP:") || strings.HasPrefix(t, "EIP:") || strings.HasPrefix(t, "NIP:") || strings.HasPrefix(t, "IP: ") ||
 		strings.HasPrefix(t, "pc : ") || strings.HasPrefix(t, "pc:")) && (ripLine.MatchString(t) || strings.HasPrefix(t, "pc : "))
 }
 
@@ -462,7 +476,7 @@ func fill(r *Report, lines []string) {
 				break
 			}
 			if !ok {
-				if t != "" && !strings.HasPrefix(t, "?") {
+				if t != "" && !strings.HasPrefix(t, "?") && !traceNoise(t) {
 					inTrace, ended = false, true
 				}
 				break

@@ -46,3 +46,12 @@ func traceLineFrames(t string) ([]Frame, bool) {
 	}
 	return []Frame{f}, true
 }
+
+// armTraceNoise is what 32-bit arm prints between its frames: the saved registers of
+// each frame (" r10:b419dd18 r9:802c509c …"), the exception stack and its hex dump.
+var armTraceNoise = regexp.MustCompile(`^(?:r[0-9]{1,2} ?:[0-9a-f]{8}\b|Exception stack\(|[0-9a-f]{4}: (?:[0-9a-f]{8}| ))`)
+
+// traceNoise reports lines inside a call trace that are neither frames nor its end.
+func traceNoise(t string) bool {
+	return armTraceNoise.MatchString(t)
+}

@@ -27,7 +27,7 @@ var (
 	hexStart    = regexp.MustCompile(`^[0-9a-f]{4,16}(?:[\s(]|$)`)
 	longHex     = regexp.MustCompile(`^(?:0x)?[0-9a-f]{8,16}(?:\s|$)`)
 	symStart    = regexp.MustCompile(`^(?:\? )?[A-Za-z_][A-Za-z0-9_.]*\+0x[0-9a-f]+/0x[0-9a-f]+`)
-	addrEnd     = regexp.MustCompile(`(?:\[<[0-9a-f]+>\]|<[0-9a-f]{8,16}>)(?: \?)?$`)
+	addrEnd     = regexp.MustCompile(`(?:\[<[0-9a-f]+>\]|<[0-9a-f]{8,16}>|\[[A-Za-z0-9_.]+\+[0-9]+/[0-9]+\])(?: \?)?$`)
 	modBracket  = regexp.MustCompile(`^\[[A-Za-z0-9_-]+\]$`)
 	offsetEnd   = regexp.MustCompile(`/0x[0-9a-f]+$`)
 	buildIDTail = regexp.MustCompile(`^[0-9a-f]{8,40}\]`)

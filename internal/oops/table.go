@@ -564,8 +564,9 @@ var recognizers = []*recognizer{
 	// titles win wherever both match.
 	{
 		// kernel/watchdog_perf.c / watchdog_hld.c
-		header: "hard LOCKUP", kind: KindHardLockup, match: re(`[Ww]atchdog detected hard LOCKUP on cpu`),
-		formats: []format{{title: re(`[Ww]atchdog detected hard LOCKUP on cpu ([0-9]+)`), fmt: "BUG: hard lockup in %[2]v",
+		// Before 2.6.38: "NMI Watchdog detected LOCKUP on CPU 0".
+		header: "LOCKUP on ", kind: KindHardLockup, match: re(`[Ww]atchdog detected (?:hard )?LOCKUP on (?:cpu|CPU)`),
+		formats: []format{{title: re(`[Ww]atchdog detected (?:hard )?LOCKUP on (?:cpu|CPU) ?([0-9]+)`), fmt: "BUG: hard lockup in %[2]v",
 			alt: []string{"stall in %[2]v"}, stack: ripTrace().orElse(callTrace, traceMarker).picking(stallFrame)}},
 	},
 	{
