@@ -323,6 +323,7 @@ func fill(r *Report, lines []string) {
 	secName := ""
 	var regs map[string]uint64 // registers being filled: the report's, or a section's
 	userIP := false            // the last RIP line was a user-mode one (its Code is not the oops's)
+	ipFromHeader := false      // r.IP came from an "IP:" header line, before the register dump
 	for i, s := range lines {
 		t := strings.TrimSpace(s)
 		switch {
@@ -433,8 +434,17 @@ func fill(r *Report, lines []string) {
 				// "EIP: 0060:[<…>]" line did not.
 				r.IP.Func, r.IP.Offset, r.IP.Size, r.IP.Module = ip.Func, ip.Offset, ip.Size, ip.Module
 			}
+			headerIP := m != nil && m[1] == "IP"
+			if !inTrace && !ended && ipFromHeader && !headerIP {
+				// The register dump's RIP/EIP line after an "IP: [<…>] func" header line.
+				if ip.Func == "" {
+					ip = r.IP
+				}
+				r.IP, ipFromHeader = nil, false
+			}
 			if !inTrace && r.IP == nil && !ended {
 				r.IP = ip
+				ipFromHeader = headerIP
 				if r.Registers == nil {
 					r.Registers = map[string]uint64{}
 				}
