@@ -239,5 +239,49 @@ func runLabLoad(ctx context.Context, env *cmdEnv, args []string) error {
 }
 
 func runLabScenario(ctx context.Context, env *cmdEnv, args []string) error {
-	return fmt.Errorf("not yet")
+	c := subFlagSet(env, "scenario", "race|regression|hardware|pstore [--kernel ABI] [--kernels A,B,C --gate ABI] [--pps N] [--runs N] [--force] [--json]",
+		"run a whole crash story on the lab (cached by recipe) and say what happened, with paths to its artifacts")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fs := newFlagSet(env, c)
+		fs.Usage()
+		fmt.Fprintf(env.stderr, "\nScenarios:\n"+
+			"  race        the receive-path race: crashes under a UDP flood, idle, and with fixed=1\n"+
+			"  regression  targets on several kernel ABIs under load, the race gated at one of them\n"+
+			"  hardware    a host with machine checks and bit flips (crashes that wander) and a healthy one\n"+
+			"  pstore      an oops kept by ramoops across a warm reset and read back on the next boot\n")
+		return errUsage
+	}
+	name := args[0]
+	fs := newFlagSet(env, c)
+	dir := fs.String("dir", lab.DefaultDir(), "cache directory")
+	kernel := kernelFlag(fs)
+	kernels := fs.String("kernels", "", "regression: the ABIs, comma separated (default: the three newest of the default series)")
+	gate := fs.String("gate", "", "regression: the first ABI with the race (default: the middle one)")
+	pps := fs.Int("pps", 20000, "the flood's packet rate")
+	runs := fs.Int("runs", 0, "loaded runs per target (race 5, regression 2, hardware bit-flip boots 5)")
+	parallel := fs.Int("parallel", 2, "guests at once")
+	force := fs.Bool("force", false, "rerun even when a result of the same recipe is cached")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	o := lab.ScenarioOptions{Force: *force, Parallel: *parallel, Kernel: *kernel, Gate: *gate, PPS: *pps, Runs: *runs}
+	if *kernels != "" {
+		o.Kernels = strings.Split(*kernels, ",")
+	}
+	cfg := lab.Config{Dir: *dir, Progress: progress(env)}
+	res, cached, err := lab.RunScenario(ctx, cfg, name, o)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		fmt.Fprintf(env.stdout, "%s\n", res)
+		return nil
+	}
+	how := "ran now"
+	if cached {
+		how = "cached; --force reruns it"
+	}
+	fmt.Fprintf(env.stdout, "scenario %s (%s)\n", name, how)
+	return lab.PrintScenario(env.stdout, name, res)
 }

@@ -343,12 +343,12 @@ func TestQEMUArgs(t *testing.T) {
 // through the "current" symlink too, stays.
 func TestPruneOtherMatrices(t *testing.T) {
 	root := t.TempDir()
-	for _, abi := range []string{"6.1.0-55-cloud-amd64", "6.1.0-56-cloud-amd64"} {
+	for _, abi := range []string{"6.1.0-55-cloud-amd64", "6.1.0-56-cloud-amd64", "6.12.117+deb12-cloud-amd64", "6.1.0-57-cloud-amd64"} {
 		os.MkdirAll(filepath.Join(root, abi, "matrix"), 0o755)
 		os.WriteFile(filepath.Join(root, abi, "setup.json"), []byte("{}"), 0o644)
 		os.WriteFile(filepath.Join(root, abi, "matrix", ManifestName), []byte("{}"), 0o644)
 	}
-	k := &Kernel{Dir: filepath.Join(root, "6.1.0-56-cloud-amd64")}
+	k := &Kernel{Release: "6.1.0-56-cloud-amd64", Dir: filepath.Join(root, "6.1.0-56-cloud-amd64")}
 	if err := setCurrent(root, k); err != nil {
 		t.Fatal(err)
 	}
@@ -361,5 +361,50 @@ func TestPruneOtherMatrices(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "6.1.0-55-cloud-amd64", "setup.json")); err != nil {
 		t.Errorf("the old ABI's kernel files went: %v", err)
+	}
+	// Another series and a newer ABI of the same series keep their matrices.
+	for _, abi := range []string{"6.12.117+deb12-cloud-amd64", "6.1.0-57-cloud-amd64"} {
+		if _, err := os.Stat(filepath.Join(root, abi, "matrix", ManifestName)); err != nil {
+			t.Errorf("the matrix of %s went: %v", abi, err)
+		}
+	}
+}
+
+func TestVersionOrder(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{
+		{"6.1.192-3", "6.1.192-2", 1},
+		{"6.1.170-3", "6.1.192-1", -1},
+		{"6.12.100-1~deb12u1", "6.1.192-3", 1},
+		{"6.12.117-1~deb12u1", "6.12.117-1", -1},
+		{"1:2.0", "3.0", 1},
+		{"1.0a", "1.0", 1},
+		{"1.0~rc1", "1.0", -1},
+		{"6.1.192-3", "6.1.192-3", 0},
+	} {
+		if got := CompareDebianVersions(c.a, c.b); got != c.want {
+			t.Errorf("CompareDebianVersions(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{
+		{"6.1.0-47-cloud-amd64", "6.1.0-56-cloud-amd64", -1},
+		{"6.1.0-9-cloud-amd64", "6.1.0-10-cloud-amd64", -1},
+		{"6.12.38+deb12-cloud-amd64", "6.1.0-57-cloud-amd64", 1},
+		{"6.12.117+deb12-cloud-amd64", "6.12.117+deb12-cloud-amd64", 0},
+	} {
+		if got := CompareABIs(c.a, c.b); got != c.want {
+			t.Errorf("CompareABIs(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+	if s := Series("6.12.117+deb12-cloud-amd64"); s != "6.12" {
+		t.Errorf("Series = %q", s)
+	}
+	if f := FlavorOf("6.1.0-57-amd64"); f != "amd64" {
+		t.Errorf("FlavorOf = %q", f)
 	}
 }

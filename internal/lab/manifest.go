@@ -75,6 +75,9 @@ const (
 	ArtExtJSONL      = "netconsole-ext-jsonl" // extended datagrams with receive times
 	ArtVmcore        = "vmcore"
 	ArtQEMULog       = "qemu-log"
+	// ArtVmcoreDmesg is the log makedumpfile --dump-dmesg reads from the kdump-lzo
+	// dump: what kdump-tools saves as vmcore-dmesg.txt.
+	ArtVmcoreDmesg = "vmcore-dmesg"
 )
 
 // Captures are the artifact kinds that hold console text.

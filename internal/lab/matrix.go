@@ -357,6 +357,15 @@ func runEntry(ctx context.Context, cfg *Config, k *Kernel, m *Manifest, dir stri
 				continue
 			}
 			a := makedumpfile(ctx, m.Host.Compressions, d, input, base+".vmcore."+d.format, k.Vmlinux)
+			if a.Error == "" && d.format == "kdump-lzo" {
+				// kdump-tools' vmcore-dmesg.txt: the log as makedumpfile reads it from the dump.
+				v := dumpDmesg(ctx, a.Path, base+".vmcore-dmesg.txt")
+				v.Path = rel(dir, v.Path)
+				if v.Error != "" {
+					fail("vmcore-dmesg: %s", v.Error)
+				}
+				e.Artifacts = append(e.Artifacts, v)
+			}
 			a.Path = rel(dir, a.Path)
 			if a.Error != "" {
 				fail("%s: %s", d.format, a.Error)
@@ -490,6 +499,26 @@ func makedumpfile(ctx context.Context, comp map[string]string, d dumpSpec, in, o
 	return a
 }
 
+// dumpDmesg writes the kernel log of a kdump-compressed dump with makedumpfile
+// --dump-dmesg, as kdump-tools saves vmcore-dmesg.txt next to the dump.
+func dumpDmesg(ctx context.Context, vmcore, out string) Artifact {
+	a := Artifact{Kind: ArtVmcoreDmesg, MadeBy: "makedumpfile --dump-dmesg " + filepath.Base(vmcore)}
+	os.Remove(out)
+	t0 := time.Now()
+	res, err := exec.CommandContext(ctx, "makedumpfile", "--dump-dmesg", vmcore, out).CombinedOutput()
+	if err != nil {
+		a.Error = fmt.Sprintf("makedumpfile --dump-dmesg: %v: %s", err, lastLines(res, 3))
+		os.Remove(out)
+		return a
+	}
+	a.Seconds = round3(time.Since(t0).Seconds())
+	a.Path = out
+	if st, err := os.Stat(out); err == nil {
+		a.Size = st.Size()
+	}
+	return a
+}
+
 func lastLines(b []byte, n int) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if len(lines) > n {
@@ -537,9 +566,10 @@ func expectedSeconds(t Trigger) float64 {
 	return 4
 }
 
-// pruneOtherMatrices removes the matrices (about 6 GB each, mostly vmcores) of
-// other kernel ABIs in the cache once this ABI has a complete one; their kernel
-// files (about 700 MB) stay. Errors are reported, not returned: pruning is tidying.
+// pruneOtherMatrices removes the matrices (about 7 GB each, mostly vmcores) of the
+// older ABIs of the same series and flavour once this ABI has a complete one (a new
+// 6.1 ABI supersedes the old 6.1 one; the 6.12 matrix stays); their kernel files
+// stay. Errors are reported, not returned: pruning is tidying.
 func pruneOtherMatrices(cfg *Config, k *Kernel) {
 	self, err := filepath.EvalSymlinks(k.Dir)
 	if err != nil {
@@ -553,6 +583,10 @@ func pruneOtherMatrices(cfg *Config, k *Kernel) {
 			continue
 		}
 		if real, err := filepath.EvalSymlinks(dir); err != nil || real == self {
+			continue
+		}
+		abi := filepath.Base(dir)
+		if Series(abi) != Series(k.Release) || FlavorOf(abi) != FlavorOf(k.Release) || CompareABIs(abi, k.Release) > 0 {
 			continue
 		}
 		old := filepath.Join(dir, "matrix")

@@ -9,7 +9,8 @@
  * pointer wherever that object is next used: a different function each time.
  * Nothing is logged per flip, so the crash looks like what a fleet sees.
  *
- * Parameters: interval_ms (default 20), flips (stop after this many, 0: never).
+ * Parameters: interval_ms (default 5), flips (stop after this many, 0: never),
+ * start_ms (wait this long before the first flip).
  */
 #include <linux/module.h>
 #include <linux/kernel.h>
@@ -20,10 +21,12 @@
 #include <linux/mmzone.h>
 #include <linux/nodemask.h>
 
-static unsigned int interval_ms = 20;
+static unsigned int interval_ms = 5;
 module_param(interval_ms, uint, 0444);
 static unsigned int flips;
 module_param(flips, uint, 0444);
+static unsigned int start_ms;
+module_param(start_ms, uint, 0444);
 static unsigned int done;
 module_param(done, uint, 0444);
 
@@ -77,7 +80,7 @@ static void flip_fn(struct work_struct *work)
 static int __init hwfault_init(void)
 {
 	INIT_DELAYED_WORK(&flip_work, flip_fn);
-	schedule_delayed_work(&flip_work, msecs_to_jiffies(interval_ms));
+	schedule_delayed_work(&flip_work, msecs_to_jiffies(start_ms + interval_ms));
 	return 0;
 }
 
