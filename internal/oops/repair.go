@@ -228,6 +228,9 @@ func kernelPrefixes(text []byte) bool {
 	}
 }
 
+// qpEscape is a quoted-printable escape ("=3D", "=20", "=C3=B6").
+var qpEscape = regexp.MustCompile(`=[0-9A-F]{2}`)
+
 // danglingReg is a register dump line whose last value was wrapped away ("… RCX:").
 var danglingReg = regexp.MustCompile(`(?:^|\s)(?:R[A-Z0-9]{2}|E[A-Z]{2}|e(?:[a-d]x|[sd]i|[bs]p)|[CD]R[0-9]|x[0-9]{1,2} ?|[CDEFGS]S|knlGS|EFLAGS|ORIG_RAX): ?$`)
 
@@ -311,7 +314,7 @@ func undoSoftBreaks(lines []rline) {
 		if strings.HasSuffix(l.text, "=") {
 			soft++
 		}
-		if strings.Contains(l.text, "=20") || strings.Contains(l.text, "=3D") || strings.Contains(l.text, "=09") {
+		if qpEscape.MatchString(l.text) {
 			escapes++
 		}
 	}
