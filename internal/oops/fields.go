@@ -111,6 +111,12 @@ func parseFrame(s string) (Frame, bool) {
 				rest = rest[j+2:]
 				continue
 			}
+			// powerpc: "[e101dcf8] [c03a6bf8] bmac_probe+0x540/0x618" (stack pointer, pc).
+			if j := strings.Index(rest, "] "); j >= 9 && j <= 17 && isHex(rest[1:j]) {
+				f.Addr, _ = parseHex(rest[1:j])
+				rest = rest[j+2:]
+				continue
+			}
 		}
 		if strings.HasPrefix(rest, ":") { // 2.6.18 x86-64 modules: ":fcdslusb2:claim_urb+0x1d/0x8f"
 			if j := strings.IndexByte(rest[1:], ':'); j > 0 && isSymbol(rest[1:j+1]) {
@@ -120,6 +126,9 @@ func parseFrame(s string) (Frame, bool) {
 			}
 		}
 		break
+	}
+	if r, ok := strings.CutSuffix(rest, " (unreliable)"); ok { // powerpc
+		f.Reliable, rest = false, r
 	}
 	plus := strings.Index(rest, "+0x")
 	if plus <= 0 || !isSymbol(rest[:plus]) {
