@@ -60,9 +60,9 @@ func Parse(log []byte) []*Report {
 	return dropEchoes(reports)
 }
 
-// dropEchoes removes a report that only echoes another one: the same Code bytes printed
-// twice (syslogd's wall copy of the emergency lines, then the full log), where the echo
-// has neither an IP line nor frames.
+// dropEchoes removes a report that only echoes another one: the same Code bytes (and
+// IP, when the echo has one) printed twice (syslogd's wall copy of the emergency lines,
+// a second console replaying the headline), where the echo has no frames.
 func dropEchoes(reports []*Report) []*Report {
 	if len(reports) < 2 {
 		return reports
@@ -70,9 +70,10 @@ func dropEchoes(reports []*Report) []*Report {
 	out := reports[:0]
 	for i, r := range reports {
 		echo := false
-		if r.IP == nil && len(r.Frames) == 0 && r.Code != nil && len(r.Code.Bytes) > 0 {
+		if len(r.Frames) == 0 && r.Code != nil && len(r.Code.Bytes) > 0 {
 			for j, o := range reports {
-				if j != i && o.Code != nil && bytes.Equal(o.Code.Bytes, r.Code.Bytes) && (o.IP != nil || len(o.Frames) > 0) {
+				if j != i && o.Code != nil && bytes.Equal(o.Code.Bytes, r.Code.Bytes) && len(o.Frames) > 0 &&
+					(r.IP == nil || o.IP != nil && o.IP.Func == r.IP.Func && o.IP.Offset == r.IP.Offset) {
 					echo = true
 					break
 				}

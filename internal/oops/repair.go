@@ -413,6 +413,7 @@ func stripTransport(l *rline) {
 	}
 	if loc := dmesgT.FindStringIndex(s); loc != nil {
 		s, stripped = s[loc[1]:], true
+		l.syslog = true // a log header like syslog's: unprefixed lines after it continue it
 	}
 	if len(s) > 3 && s[0] == '<' && s[2] == '>' && s[1] >= '0' && s[1] <= '7' {
 		s, stripped = s[3:], true
