@@ -7,19 +7,20 @@ import (
 )
 
 var (
-	cpuLine       = regexp.MustCompile(`^CPU: ([0-9]+) (?:UID: [0-9]+ )?PID: ([0-9]+) Comm: (.*?) (Not tainted|Tainted: [A-Z ]*?) +([0-9]\S*)(?: +(.*))?$`)
-	faultAddrRes  = res(`address: ([0-9a-f]+)`, `at virtual address ([0-9a-f]+)`, `dereference at ([0-9a-f]+)`, `paging request at ([0-9a-f]+)`, `non-canonical address (0x[0-9a-f]+)`, `at addr ([0-9a-f]+)`)
-	errorCodeRes  = res(`^Oops: ([0-9a-f]+) \[#`, `: ([0-9a-f]{4}) \[#[0-9]+\]`, `#PF: error_code\((0x[0-9a-f]+)\)`, `Internal error: [^:]*: ([0-9a-f]+) \[#`)
-	kasanHint     = regexp.MustCompile(`KASAN: (?:null-ptr-deref|maybe wild-memory-access|probably user-memory-access|maybe user-memory-access|wild-memory-access) in range \[[^\]]*\]`)
-	sourceRes     = res(`kernel BUG at ([^!\s]+)!`, `WARNING: .* at {{SRC}} `, `WARNING: {{SRC}} at `)
-	lockupTask    = regexp.MustCompile(`CPU#([0-9]+) stuck for [0-9]+s! \[(.*):([0-9]+)\]`)
-	hungTaskRe    = regexp.MustCompile(`INFO: task (.*):([0-9]+) blocked`)
-	armPCLine     = regexp.MustCompile(`(pc|lr|pstate) ?: (?:\[<)?([0-9a-f]+)`)
-	ripLine       = regexp.MustCompile(`^(RIP|EIP|pc|NIP|IP): ?(?:([0-9a-f]{4}):)?(.*)$`)
-	warnFunc      = regexp.MustCompile(`WARNING: .*at \S+:[0-9]+ ([A-Za-z0-9_.]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[A-Za-z0-9_]+\])?)`)
-	decimalSym    = regexp.MustCompile(`^[A-Za-z0-9_.]+\+[0-9]+/[0-9]+$`)
-	inlineFrameRe = regexp.MustCompile(`^([A-Za-z0-9_.]+) (\S+:[0-9]+)( \[inline\])?$`)
-	x86Regs       = map[string]bool{"RAX": true, "RBX": true, "RCX": true, "RDX": true, "RSI": true, "RDI": true, "RBP": true,
+	cpuLine        = regexp.MustCompile(`^CPU: ([0-9]+) (?:UID: [0-9]+ )?PID: ([0-9]+) Comm: (.*?) (Not tainted|Tainted: [A-Z ]*?) +([0-9]\S*)(?: +(.*))?$`)
+	faultAddrRes   = res(`address: ([0-9a-f]+)`, `at virtual address ([0-9a-f]+)`, `dereference at ([0-9a-f]+)`, `paging request at ([0-9a-f]+)`, `non-canonical address (0x[0-9a-f]+)`, `at addr ([0-9a-f]+)`)
+	errorCodeRes   = res(`^Oops: ([0-9a-f]+) \[#`, `: ([0-9a-f]{4}) \[#[0-9]+\]`, `#PF: error_code\((0x[0-9a-f]+)\)`, `Internal error: [^:]*: ([0-9a-f]+) \[#`)
+	kasanHint      = regexp.MustCompile(`KASAN: (?:null-ptr-deref|maybe wild-memory-access|probably user-memory-access|maybe user-memory-access|wild-memory-access) in range \[[^\]]*\]`)
+	sourceRes      = res(`kernel BUG at ([^!\s]+)!`, `WARNING: .* at {{SRC}} `, `WARNING: {{SRC}} at `)
+	lockupTask     = regexp.MustCompile(`CPU#([0-9]+) stuck for [0-9]+s! \[(.*):([0-9]+)\]`)
+	hungTaskRe     = regexp.MustCompile(`INFO: task (.*):([0-9]+) blocked`)
+	armPCLine      = regexp.MustCompile(`(pc|lr|pstate) ?: (?:\[<)?([0-9a-f]+)`)
+	ripLine        = regexp.MustCompile(`^(RIP|EIP|pc|NIP|IP): ?(?:([0-9a-f]{4}):)?(.*)$`)
+	warnFunc       = regexp.MustCompile(`WARNING: .*at \S+:[0-9]+ ([A-Za-z0-9_.]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[A-Za-z0-9_]+\])?)`)
+	decimalSym     = regexp.MustCompile(`^[A-Za-z0-9_.]+\+[0-9]+/[0-9]+$`)
+	decodedFrameRe = regexp.MustCompile(`^([A-Za-z0-9_.]+) \((\S+:[0-9]+)[^)]*\)( \[inline\])?\s*$`)
+	inlineFrameRe  = regexp.MustCompile(`^([A-Za-z0-9_.]+) (\S+:[0-9]+)( \[inline\])?$`)
+	x86Regs        = map[string]bool{"RAX": true, "RBX": true, "RCX": true, "RDX": true, "RSI": true, "RDI": true, "RBP": true,
 		"RSP": true, "R08": true, "R09": true, "R10": true, "R11": true, "R12": true, "R13": true, "R14": true, "R15": true,
 		"FS": true, "GS": true, "knlGS": true, "CS": true, "DS": true, "ES": true, "CR0": true, "CR2": true, "CR3": true,
 		"CR4": true, "DR0": true, "DR1": true, "DR2": true, "DR3": true, "DR6": true, "DR7": true, "PKRU": true,
@@ -136,7 +137,11 @@ func parseFrame(s string) (Frame, bool) {
 			return f, false
 		}
 		if im := inlineFrameRe.FindStringSubmatch(s); im != nil {
-			return Frame{Raw: s, Func: im[1], File: im[2], Inline: im[3] != "", Reliable: true}, true
+			return Frame{Raw: s, Func: im[1], File: im[2], Inline: im[3] != "", Reliable: f.Reliable}, true
+		}
+		// decode_stacktrace.sh output: "do_wp_page (include/linux/page-flags.h:251 mm/memory.c:3047)".
+		if dm := decodedFrameRe.FindStringSubmatch(rest); dm != nil {
+			return Frame{Raw: s, Func: dm[1], File: dm[2], Inline: dm[3] != "", Addr: f.Addr, Reliable: f.Reliable}, true
 		}
 		return f, false
 	}
