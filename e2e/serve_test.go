@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -322,6 +323,7 @@ func fleetCrash(t *testing.T, s *server, extended bool, crash string) {
 	}
 	var mu sync.Mutex
 	seen := map[int64]time.Time{} // when each new report first showed in the API
+	logs := map[int64][]byte{}    // its host's raw log at that moment
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -332,6 +334,9 @@ func fleetCrash(t *testing.T, s *server, extended bool, crash string) {
 				mu.Lock()
 				if !known[r.ID] && seen[r.ID].IsZero() {
 					seen[r.ID] = time.Now()
+					// The collector writes a host's raw log before its report can be
+					// stored: the log read now must already hold the crash.
+					logs[r.ID], _ = os.ReadFile(filepath.Join(s.logs, collector.LogName(r.Host)))
 				}
 				mu.Unlock()
 			}
@@ -374,16 +379,25 @@ func fleetCrash(t *testing.T, s *server, extended bool, crash string) {
 	if r.Kind != "null-ptr-deref" || !r.Panicked || !strings.Contains(r.Title, "lkdtm_ACCESS_NULL") {
 		t.Errorf("report %+v", r)
 	}
-	// The report's host is the crashed guest: its raw log names it.
-	logData, err := os.ReadFile(filepath.Join(s.logs, collector.LogName(r.Host)))
-	if err != nil || !bytes.Contains(logData, []byte("kcrash-lab: guest "+crash+" ready")) {
-		t.Errorf("report host %s is not %s (raw log: %v)", r.Host, crash, err)
+	// The report's host is the crashed guest: its raw log, as it was when the
+	// report first showed in the API, names it and holds the panic.
+	mu.Lock()
+	lat := seen[r.ID].Sub(r.Time)
+	logData := logs[r.ID]
+	mu.Unlock()
+	ready := regexp.MustCompile(`kcrash-lab: guest (\S+) ready`).FindAllSubmatch(logData, -1)
+	var names []string
+	for _, m := range ready {
+		names = append(names, string(m[1]))
+	}
+	switch {
+	case len(names) == 0 || names[len(names)-1] != crash: // the guest last heard from that address
+		t.Errorf("report host %s: its raw log (%d bytes when the report showed) has the ready lines of %q, want %s last", r.Host, len(logData), names, crash)
+	case !bytes.Contains(logData, []byte("Kernel panic - not syncing")):
+		t.Errorf("report host %s: its raw log (%d bytes when the report showed) lacks the panic", r.Host, len(logData))
 	}
 	// r.Time is when the report's first line arrived; the panic follows it within
 	// milliseconds, and the report must be visible within a second of that.
-	mu.Lock()
-	lat := seen[r.ID].Sub(r.Time)
-	mu.Unlock()
 	t.Logf("%s (%s): report %d visible %v after its first line arrived", crash, map[bool]string{false: "plain", true: "extended"}[extended], r.ID, lat.Round(time.Millisecond))
 	if lat > time.Second+100*time.Millisecond { // +one API poll
 		t.Errorf("report visible %v after it arrived, want under a second", lat)

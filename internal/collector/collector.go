@@ -111,6 +111,10 @@ type shard struct {
 	mu    sync.Mutex
 	hosts map[netip.AddrPort]*host
 	named map[string]*host // imported logs, by name
+	// done holds the captures finished since the last tick: the tick writes their
+	// hosts' raw logs before handing them to the analyzer, so a report is never
+	// visible before the lines it came from are in its host's raw log.
+	done []capture
 }
 
 // host is one source's state, guarded by its shard's mutex.
@@ -131,6 +135,7 @@ type host struct {
 	release    string
 	log        []byte // not yet written to the raw log
 	logWritten time.Time
+	logDue     bool // a capture finished: write log at the next tick
 	tailing    atomic.Bool
 }
 
@@ -333,7 +338,8 @@ func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Tim
 	}
 }
 
-// finish sends h's capture to the analyzer; the shard lock is held.
+// finish completes h's capture: the next tick writes h's raw log, then hands the
+// capture to the analyzer. The shard lock is held.
 func (c *Collector) finish(h *host) {
 	if h.capture == nil {
 		return
@@ -341,17 +347,23 @@ func (c *Collector) finish(h *host) {
 	cp := capture{host: h.id, release: h.release, at: h.capStart, text: h.capture}
 	c.Stats.CaptureBytes.Add(-int64(len(h.capture)))
 	h.capture, h.ready, h.quietFor = nil, false, 0
-	select {
-	case c.analyze <- cp:
-	default:
-		// The analyzer is behind: parse here rather than lose the report.
-		c.analyzeCapture(cp)
-	}
+	h.sh.done = append(h.sh.done, cp)
+	h.logDue = true
 }
 
-// tick releases held records, completes quiet captures and collects the hosts
-// whose last contact the store has not heard of.
-func (c *Collector) tick(now time.Time, seen *[]store.HostSeen, logs *[]logChunk, all bool) {
+// tickWork is what one tick collected, to be done outside the shard locks.
+type tickWork struct {
+	seen []store.HostSeen // hosts whose last contact the store has not heard of (slow ticks)
+	logs []logChunk       // raw log to write
+	done []capture        // finished captures, to analyze once logs are written
+}
+
+// tick releases held records, completes quiet captures and collects, into w, the
+// finished captures with their hosts' raw logs; a slow tick also collects the raw
+// logs due and the hosts whose last contact the store has not heard of; all
+// collects every raw log.
+func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
+	w.seen, w.logs, w.done = w.seen[:0], w.logs[:0], w.done[:0]
 	for _, sh := range c.shards {
 		sh.mu.Lock()
 		visit := func(h *host) {
@@ -363,17 +375,20 @@ func (c *Collector) tick(now time.Time, seen *[]store.HostSeen, logs *[]logChunk
 			if h.capture != nil && (h.ready || now.Sub(h.lastLine) >= c.o.Quiet) {
 				c.finish(h)
 			}
-			if seen != nil && h.dirty {
-				*seen = append(*seen, store.HostSeen{ID: h.id, Name: h.name, Release: h.release, Seen: h.lastSeen, Boot: h.boot})
+			if slow && h.dirty {
+				w.seen = append(w.seen, store.HostSeen{ID: h.id, Name: h.name, Release: h.release, Seen: h.lastSeen, Boot: h.boot})
 				h.dirty = false
 			}
-			// A host's raw log is written when it has a fair amount, when it is
-			// crashing, or every logEvery; writing 10,000 small pieces every second
-			// would cost more than collecting them.
-			if logs != nil && len(h.log) > 0 && (all || len(h.log) >= logChunkBytes || h.capture != nil || now.Sub(h.logWritten) >= logEvery) {
-				*logs = append(*logs, logChunk{host: h.id, data: h.log})
+			// A host's raw log is written as soon as one of its captures is finished
+			// (before its reports are analyzed); otherwise when it has a fair amount,
+			// while it is crashing, or every logEvery: writing 10,000 small pieces
+			// every second would cost more than collecting them.
+			due := h.logDue || slow && (all || len(h.log) >= logChunkBytes || h.capture != nil || now.Sub(h.logWritten) >= logEvery)
+			if due && len(h.log) > 0 {
+				w.logs = append(w.logs, logChunk{host: h.id, data: h.log})
 				h.log, h.logWritten = nil, now
 			}
+			h.logDue = false
 		}
 		for _, h := range sh.hosts {
 			visit(h)
@@ -381,13 +396,29 @@ func (c *Collector) tick(now time.Time, seen *[]store.HostSeen, logs *[]logChunk
 		for _, h := range sh.named {
 			visit(h)
 		}
+		w.done = append(w.done, sh.done...)
+		clear(sh.done)
+		sh.done = sh.done[:0]
 		sh.mu.Unlock()
 	}
 }
 
-// Run drives the collector until ctx ends: every 20 ms it completes captures and
-// releases held records; every second it writes raw logs and tells the store which
-// hosts were heard from; the store writer retries until the store answers. When ctx
+// dispatch hands finished captures to the analyzer, their raw logs written.
+func (c *Collector) dispatch(done []capture) {
+	for _, cp := range done {
+		select {
+		case c.analyze <- cp:
+		default:
+			// The analyzer is behind: parse here rather than lose the report.
+			c.analyzeCapture(cp)
+		}
+	}
+}
+
+// Run drives the collector until ctx ends: every 20 ms it releases held records,
+// completes captures, writes the raw logs of the hosts whose captures are complete
+// and only then hands those captures to the analyzer; every second it writes the
+// other raw logs due and tells the store which hosts were heard from; the store writer retries until the store answers. When ctx
 // ends it completes every capture and drains the queue (for at most drain).
 func (c *Collector) Run(ctx context.Context, drain time.Duration) {
 	c.wg.Add(2)
@@ -398,19 +429,18 @@ func (c *Collector) Run(ctx context.Context, drain time.Duration) {
 	slow := time.NewTicker(time.Second)
 	defer fast.Stop()
 	defer slow.Stop()
-	var seen []store.HostSeen
-	var logs []logChunk
-	flush := func(now time.Time, all bool) {
-		seen, logs = seen[:0], logs[:0]
-		c.tick(now, &seen, &logs, all)
+	var w tickWork
+	step := func(now time.Time, slow, all bool) {
+		c.tick(now, &w, slow, all)
 		if c.logs != nil {
-			c.logs.write(logs)
+			c.logs.write(w.logs)
 		}
-		if len(seen) > 0 && c.o.Store != nil {
+		c.dispatch(w.done)
+		if len(w.seen) > 0 && c.o.Store != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := c.o.Store.SeeHosts(sctx, seen); err != nil {
+			if err := c.o.Store.SeeHosts(sctx, w.seen); err != nil {
 				c.Stats.StoreErrors.Add(1)
-				c.redirty(seen)
+				c.redirty(w.seen)
 			}
 			cancel()
 		}
@@ -421,9 +451,9 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case now := <-fast.C:
-			c.tick(now, nil, nil, false)
+			step(now, false, false)
 		case now := <-slow.C:
-			flush(now, false)
+			step(now, true, false)
 		}
 	}
 	// Complete everything and drain.
@@ -438,7 +468,7 @@ loop:
 		}
 		sh.mu.Unlock()
 	}
-	flush(time.Now(), true)
+	step(time.Now(), true, true)
 	if c.logs != nil {
 		c.logs.Close()
 	}
