@@ -19,7 +19,18 @@ if ((${#serve_pkgs[@]})); then
 fi
 # --- end kcrash serve
 echo "test.sh: preparing the crash lab ($(date -u +%T))" >&2
-go run ./cmd/kcrash lab run
+bin=$(mktemp -d)/kcrash
+go build -o "$bin" ./cmd/kcrash
+# The crash matrix on the default cloud kernel and on the newest 6.12 one; the
+# scenarios (receive-path race under load, a regression across three packaged 6.1
+# ABIs, machine checks and bit flips on the generic amd64 kernel, pstore across a
+# warm reset). Each is cached by its recipe: a warm run boots nothing.
+"$bin" lab run
+"$bin" lab run --kernel 6.12
+for s in race regression hardware pstore; do
+	echo "test.sh: lab scenario $s ($(date -u +%T))" >&2
+	"$bin" lab scenario "$s"
+done
 # --- kcrash vmcore: the e2e tests compare it with Debian's crash and drgn.
 vmcore_pkgs=()
 for p in crash python3-drgn; do

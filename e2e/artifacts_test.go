@@ -28,7 +28,12 @@ var magic = map[string]string{
 // their format's magic, the ELF dumps carry VMCOREINFO naming the kernel, and the
 // facts agree with the trigger table.
 func TestMatrixArtifacts(t *testing.T) {
-	m := manifest(t)
+	for _, m := range manifests(t) {
+		t.Run(m.Kernel.Release, func(t *testing.T) { matrixArtifacts(t, m) })
+	}
+}
+
+func matrixArtifacts(t *testing.T, m *lab.Manifest) {
 	if len(m.Entries) != len(lab.Matrix) {
 		t.Errorf("manifest has %d entries, the trigger table %d", len(m.Entries), len(lab.Matrix))
 	}

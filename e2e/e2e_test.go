@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -53,6 +54,24 @@ func needLab(t *testing.T, format string, args ...any) {
 	t.Skip(msg)
 }
 
+// MatrixKernels are the kernels whose crash matrix the e2e tests read: the default
+// cloud ABI and the newest 6.12 cloud ABI (test.sh runs both matrices).
+var MatrixKernels = []string{"default", "6.12"}
+
+// manifests loads the matrix manifest of every kernel of MatrixKernels.
+func manifests(t *testing.T) []*lab.Manifest {
+	t.Helper()
+	var out []*lab.Manifest
+	for _, spec := range MatrixKernels {
+		abi, err := lab.ResolveKernel(context.Background(), spec)
+		if err != nil {
+			needLab(t, "%v", err)
+		}
+		out = append(out, loadManifest(t, filepath.Join(lab.DefaultDir(), abi, "matrix", lab.ManifestName)))
+	}
+	return out
+}
+
 // manifest loads the current lab manifest, checking it is complete and current.
 func manifest(t *testing.T) *lab.Manifest {
 	t.Helper()
@@ -60,6 +79,17 @@ func manifest(t *testing.T) *lab.Manifest {
 	if err != nil {
 		needLab(t, "%v", err)
 	}
+	if os.Getenv("KCRASH_LAB_MANIFEST") == "" {
+		// The default kernel's matrix, whichever ran last.
+		if abi, err := lab.ResolveABI(context.Background()); err == nil {
+			path = filepath.Join(lab.DefaultDir(), abi, "matrix", lab.ManifestName)
+		}
+	}
+	return loadManifest(t, path)
+}
+
+func loadManifest(t *testing.T, path string) *lab.Manifest {
+	t.Helper()
 	m, err := lab.LoadManifest(path)
 	if err != nil {
 		needLab(t, "%v", err)
@@ -143,13 +173,24 @@ func summary(reports []report) string {
 // every crash of the matrix; the plain and extended streams of one crash give
 // reports with the same signature.
 func TestParseMatrix(t *testing.T) {
-	m := manifest(t)
+	for _, m := range manifests(t) {
+		t.Run(m.Kernel.Release, func(t *testing.T) { parseMatrix(t, m) })
+	}
+}
+
+func parseMatrix(t *testing.T, m *lab.Manifest) {
 	for _, e := range m.Entries {
 		t.Run(e.Name, func(t *testing.T) {
 			found := map[string]*report{}
-			for _, kind := range lab.Captures {
+			for _, kind := range append(lab.Captures, lab.ArtVmcoreDmesg) {
 				a := e.Artifact(kind, "")
 				if a == nil {
+					if kind == lab.ArtVmcoreDmesg {
+						if e.Artifact(lab.ArtVmcore, "kdump-lzo") != nil {
+							t.Errorf("%s: a kdump-lzo dump without its vmcore-dmesg", e.Name)
+						}
+						continue
+					}
 					if kind == lab.ArtSerial || e.Trigger.Netconsole != "none" {
 						t.Errorf("%s: no %s capture in the manifest", e.Name, kind)
 					}

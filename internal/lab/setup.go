@@ -163,6 +163,16 @@ func Setup(ctx context.Context, cfg Config) (*Kernel, error) {
 	}
 	// Whatever was there is incomplete or stale: it is rebuilt, and setup.json is
 	// only written once everything it names exists.
+	if k, err := loadKernel(stamp); err == nil {
+		why := "files missing"
+		switch {
+		case k.SetupHash != setupHash():
+			why = "the lab's setup recipe changed"
+		case !cfg.Light && k.Light:
+			why = "it was prepared light, without the -dbg vmlinux and LKDTM"
+		}
+		cfg.progress("lab: the cached kernel %s is not usable (%s); preparing it again", release, why)
+	}
 	os.Remove(stamp)
 	k := &Kernel{Release: release, Dir: dir, SetupHash: setupHash(), Light: cfg.Light}
 	if err := k.prepare(ctx, &cfg); err != nil {
