@@ -30,7 +30,7 @@ var (
 	ripRE     = regexp.MustCompile(`RIP: 0010:([^\s+]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[([^\]\s]+)\])?`)
 	panicRE   = regexp.MustCompile(`Kernel panic - not syncing: ([^\r\n]*)`)
 	offsetRE  = regexp.MustCompile(`Kernel Offset: (0x[0-9a-f]+) from 0x[0-9a-f]+`)
-	releaseRE = regexp.MustCompile(`CPU: \d+ PID: \d+ Comm: .*? (?:Tainted: .*?|Not tainted) +(\d+\.\d+\.\d+\S*) #`)
+	releaseRE = regexp.MustCompile(`CPU: \d+ (?:UID: \d+ )?PID: \d+ Comm: .*? (?:Tainted: .*?|Not tainted) +(\d+\.\d+\.\d+\S*) #`)
 )
 
 // ExtractFacts reads the facts of one console log (kernel log text, with or without

@@ -100,6 +100,10 @@ func TestExtractFacts(t *testing.T) {
 	if f.RIPFunc != "__list_add_valid.cold" || f.RIPModule != "" || f.PanicMessage != "hung_task: blocked tasks" || f.PanicTrailer {
 		t.Errorf("facts %+v", f)
 	}
+	// 6.12 prints the UID on the CPU line.
+	if f := ExtractFacts([]byte("[ 3.1] CPU: 0 UID: 0 PID: 162 Comm: sh Tainted: G           OE      6.12.117+deb12-cloud-amd64 #1  Debian 6.12.117-1~deb12u1\n"), ""); f.Release != "6.12.117+deb12-cloud-amd64" {
+		t.Errorf("6.12 CPU line: release %q", f.Release)
+	}
 	if f := ExtractFacts([]byte("RIP: 0033:0x47b7a0\n"), "panic"); f.RIPFunc != "" {
 		t.Errorf("a user-mode RIP became the fact %q", f.RIPFunc)
 	}
