@@ -338,6 +338,7 @@ func fill(r *Report, lines []string) {
 	var regs map[string]uint64 // registers being filled: the report's, or a section's
 	userIP := false            // the last RIP line was a user-mode one (its Code is not the oops's)
 	ipFromHeader := false      // r.IP came from an "IP:" header line, before the register dump
+	var lineBuf [2]Frame       // the frames of one trace line (stays on the stack)
 	for i, s := range lines {
 		t := strings.TrimSpace(s)
 		switch {
@@ -494,7 +495,7 @@ func fill(r *Report, lines []string) {
 		case inTrace || len(r.Frames) == 0 && !ended && strings.HasPrefix(t, "[<") && armFromLine.MatchString(t):
 			// 32-bit arm prints its "from" frames without a header after the stack dump.
 			inTrace = true
-			fs, ok := traceLineFrames(t)
+			fs, ok := appendTraceLineFrames(lineBuf[:0], t)
 			if !ok && i > 0 && isStackStartString(t) {
 				inTrace, ended = false, true
 				break

@@ -14,18 +14,18 @@ var (
 	multiFrame = regexp.MustCompile(`(?:\[<[0-9a-f]{8,16}>\]|<[0-9a-f]{8,16}>) (?:\? )?[A-Za-z_]`)
 )
 
-// traceLineFrames parses the frames one call-trace line holds; ok is false when the
-// line is not a frame line.
-func traceLineFrames(t string) ([]Frame, bool) {
+// appendTraceLineFrames appends the frames one call-trace line holds to dst; ok is
+// false when the line is not a frame line. The common one-frame line allocates nothing.
+func appendTraceLineFrames(dst []Frame, t string) ([]Frame, bool) {
 	if strings.HasPrefix(t, "[<") && strings.Contains(t, ") from [<") {
 		if m := armFromLine.FindStringSubmatch(t); m != nil {
 			addr, _ := parseHex(m[1])
-			return []Frame{{Func: m[2], Addr: addr, Raw: t, Reliable: true}}, true
+			return append(dst, Frame{Func: m[2], Addr: addr, Raw: t, Reliable: true}), true
 		}
 	}
 	if strings.Count(t, "> ") > 1 {
 		if idx := multiFrame.FindAllStringIndex(t, -1); len(idx) > 1 {
-			var out []Frame
+			n := len(dst)
 			for k, loc := range idx {
 				end := len(t)
 				if k+1 < len(idx) {
@@ -33,18 +33,18 @@ func traceLineFrames(t string) ([]Frame, bool) {
 				}
 				f, ok := parseFrame(t[loc[0]:end])
 				if !ok {
-					return nil, false
+					return dst[:n], false
 				}
-				out = append(out, f)
+				dst = append(dst, f)
 			}
-			return out, true
+			return dst, true
 		}
 	}
 	f, ok := parseFrame(t)
 	if !ok {
-		return nil, false
+		return dst, false
 	}
-	return []Frame{f}, true
+	return append(dst, f), true
 }
 
 // armTraceNoise is what 32-bit arm prints between its frames: the saved registers of
