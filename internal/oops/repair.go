@@ -160,6 +160,11 @@ func damaged(text []byte) bool {
 					return true // an indented console line
 				}
 			}
+			if i <= 4 && i < len(line) && (line[i] == '>' || line[i] == '|' && i+1 < len(line) && line[i+1] == ' ') {
+				if quoted++; quoted >= 3 {
+					return true // indented quoting ("  |  ", "  > ")
+				}
+			}
 		case '[':
 			if len(line) > 1 && line[1] >= 'A' && line[1] <= 'Z' && dmesgT.Match(line) {
 				return true
