@@ -17,6 +17,12 @@ func FuzzParse(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	wild, _ := filepath.Glob("testdata/wild/*.log")
+	for _, name := range wild {
+		if data, err := os.ReadFile(name); err == nil && len(data) < 4<<10 {
+			f.Add(data)
+		}
+	}
 	f.Add([]byte("BUG: KASAN: use-after-free in foo+0x1/0x2\nRead of size 8 at addr ffff by task x/1\nCall Trace:\n foo+0x1/0x2\n"))
 	f.Add([]byte("6,1,2,-,ncfrag=0/10;BUG: \n6,1,2,-,ncfrag=5/10;x\\x0ay\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
