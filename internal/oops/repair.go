@@ -35,6 +35,7 @@ const (
 	repAddr                        // frame address lost ("[]")
 	repUncertain                   // a line re-joined on width alone: could be read two ways
 	repDemux                       // a line given to one of two interleaved reports by content
+	repReversed                    // a newest-first log put back in printing order
 	numRepairKinds
 )
 
@@ -58,6 +59,8 @@ type Repairs struct {
 	// Deinterleaved counts lines of two reports printed at once (no caller ids) that were
 	// told apart by content; each is a judgement, so uncertain too.
 	Deinterleaved int `json:"deinterleaved,omitempty"`
+	// Reversed counts lines of a newest-first log put back in printing order.
+	Reversed int `json:"reversed,omitempty"`
 }
 
 func (r *Repairs) add(k repairKind) {
@@ -76,6 +79,8 @@ func (r *Repairs) add(k repairKind) {
 		r.Uncertain++
 	case repDemux:
 		r.Deinterleaved++
+	case repReversed:
+		r.Reversed++
 	}
 }
 
@@ -110,6 +115,9 @@ func (r *Repairs) String() string {
 	if r.Deinterleaved > 0 {
 		parts = append(parts, fmt.Sprintf("told %d interleaved %s apart by content (uncertain)", r.Deinterleaved, plural(r.Deinterleaved, "line", "lines")))
 	}
+	if r.Reversed > 0 {
+		parts = append(parts, fmt.Sprintf("put %d %s of a newest-first log back in order", r.Reversed, plural(r.Reversed, "line", "lines")))
+	}
 	if r.MissingAddresses > 0 {
 		parts = append(parts, fmt.Sprintf("%d frame %s missing", r.MissingAddresses, plural(r.MissingAddresses, "address", "addresses")))
 	}
@@ -133,6 +141,8 @@ func damaged(text []byte) bool {
 		return true
 	}
 	quoted, soft, prevCode := 0, 0, false
+	up, down, prevTS := 0, 0, -1.0
+	framesBefore := 0 // frame lines just above this one
 	for pos := 0; pos < len(text); {
 		end := lineEnd(text, pos)
 		line := text[pos:end]
@@ -181,12 +191,33 @@ func damaged(text []byte) bool {
 		}
 		n := prefixLen(line)
 		body := line[n:]
+		if n > 0 && line[0] == '[' {
+			if v, ok := tsValue(line); ok {
+				if prevTS >= 0 && v < prevTS {
+					if down++; down >= 4 && down > 2*up {
+						return true // newest first
+					}
+				} else if prevTS >= 0 && v > prevTS {
+					up++
+				}
+				prevTS = v
+			}
+		}
 		if prevCode && n == 0 && isHexBytes(body) {
 			return true
 		}
 		tb := bytes.TrimLeft(body, " ")
 		if prevCode && n == 0 && isHexBytes(tb) {
 			return true
+		}
+		isFrame := len(tb) > 0 && frameName(bytes.TrimPrefix(tb, []byte("? "))) != nil
+		if framesBefore >= 2 && len(tb) > 10 && tb[0] == 'C' && (bytes.Equal(tb, []byte("Call Trace:")) || bytes.Equal(tb, []byte("Call trace:"))) {
+			return true // frames above their "Call Trace:": a newest-first log
+		}
+		if isFrame {
+			framesBefore++
+		} else {
+			framesBefore = 0
 		}
 		prevCode = len(tb) > 6 && tb[0] == 'C' && bytes.HasPrefix(tb, []byte("Code: "))
 		if len(body) > 0 && body[len(body)-1] == ':' && danglingReg.Match(body) {
@@ -276,6 +307,9 @@ func repair(text []byte) ([]byte, mapping, []repairEvent) {
 	undoSoftBreaks(lines)
 	for i := range lines {
 		stripTransport(&lines[i])
+	}
+	if newestFirst(lines) {
+		reverseLines(lines)
 	}
 	lines = rejoin(lines)
 	lines = demux(lines)
@@ -498,4 +532,25 @@ func repairsIn(ev []repairEvent, start, end int) *Repairs {
 		r.add(e.kind)
 	}
 	return r
+}
+
+// tsValue parses the seconds of a "[  12.345678]" console timestamp without allocating.
+func tsValue(line []byte) (float64, bool) {
+	i := 1
+	for i < len(line) && line[i] == ' ' {
+		i++
+	}
+	v, digits := 0.0, 0
+	for ; i < len(line) && line[i] >= '0' && line[i] <= '9'; i++ {
+		v, digits = v*10+float64(line[i]-'0'), digits+1
+	}
+	if digits == 0 || i >= len(line) || line[i] != '.' {
+		return 0, false
+	}
+	scale := 0.1
+	for i++; i < len(line) && line[i] >= '0' && line[i] <= '9'; i++ {
+		v += float64(line[i]-'0') * scale
+		scale /= 10
+	}
+	return v, true
 }
