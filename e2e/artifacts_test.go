@@ -44,6 +44,7 @@ func matrixArtifacts(t *testing.T, m *lab.Manifest) {
 		t.Errorf("vmlinux build ID %s (%v), manifest says %s", id, err, m.Kernel.BuildID)
 	}
 	for _, tr := range lab.Triggers() {
+		tr = tr.ForKernel(m.Kernel.Release)
 		e := m.Entry(tr.Name)
 		if e == nil {
 			t.Errorf("no entry for trigger %s", tr.Name)

@@ -229,6 +229,7 @@ func Cmdline(t Trigger, plainPort, extPort int) string {
 
 func runEntry(ctx context.Context, cfg *Config, k *Kernel, m *Manifest, dir string, t Trigger, memory string) *Entry {
 	start := time.Now()
+	t = t.ForKernel(k.Release)
 	e := &Entry{Name: t.Name, Trigger: t, VCPUs: t.VCPUs, Memory: memory}
 	base := filepath.Join(dir, t.Name)
 	art := func(kind, format, path string) {

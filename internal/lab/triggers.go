@@ -33,6 +33,9 @@ type Trigger struct {
 	Netconsole string `json:"netconsole"`
 	// Hangs marks a guest expected to hang instead of panicking; it is dumped at Timeout.
 	Hangs bool `json:"hangs,omitempty"`
+	// PanicsFrom is the kernel series from which a Hangs row panics instead: the
+	// kernel bug that made it hang is fixed there (see ForKernel).
+	PanicsFrom string `json:"panics_from,omitempty"`
 	// Note says why the row exists when that is not obvious.
 	Note string `json:"note,omitempty"`
 }
@@ -68,8 +71,9 @@ var Matrix = []Trigger{
 		Note: "slub_debug report, then panic_on_taint (TAINT_BAD_PAGE); no netconsole, see _ncdeadlock"},
 	{Name: "WRITE_AFTER_FREE_ncdeadlock", LKDTM: "WRITE_AFTER_FREE",
 		Args: "slub_debug=FZP,kmalloc-1k panic_on_taint=0x20 lab_repeat=10 lab_wait=5", Kind: "slab-corruption", Hangs: true,
-		Timeout: 25 * time.Second,
-		Note:    "netpoll allocates from the cache whose lock the SLUB report holds: the guest deadlocks mid-report and is dumped at the timeout"},
+		Timeout:    25 * time.Second,
+		PanicsFrom: "6.12",
+		Note:       "6.1: netpoll allocates from the cache whose lock the SLUB report holds: the guest deadlocks mid-report and is dumped at the timeout; 6.12 no longer deadlocks and panics on the taint"},
 	{Name: "HARDLOCKUP_smp2", LKDTM: "HARDLOCKUP", VCPUs: 2,
 		Args: "sysctl.kernel.panic_on_rcu_stall=1 rcupdate.rcu_cpu_stall_timeout=5 watchdog_thresh=2 lab_wait=90",
 		Kind: "rcu-stall", Panics: true, Timeout: 150 * time.Second,
@@ -93,6 +97,15 @@ func (t Trigger) normalized() Trigger {
 	}
 	if t.Netconsole == "" {
 		t.Netconsole = "both"
+	}
+	return t
+}
+
+// ForKernel is the row as expected on a kernel release: a Hangs row with
+// PanicsFrom panics on that series and later ones.
+func (t Trigger) ForKernel(release string) Trigger {
+	if t.PanicsFrom != "" && CompareABIs(Series(release), t.PanicsFrom) >= 0 {
+		t.Hangs, t.Panics = false, true
 	}
 	return t
 }
