@@ -379,7 +379,9 @@ func fill(r *Report, lines []string) {
 			}
 		case r.AddressHint == "" && strings.Contains(t, "KASAN: ") && kasanHint.MatchString(t):
 			r.AddressHint = kasanHint.FindString(t)
-		case t == "Call Trace:" || t == "Call trace:" || t == "Backtrace:":
+		case t == "Call Trace:" || t == "Call trace:" || t == "Backtrace:" ||
+			len(r.Frames) == 0 && !inTrace && strings.HasSuffix(t, "Trace:") && len(t) < 40:
+			// (A console overwrite may leave only the tail of the header: "ffff8Trace:".)
 			if !inTrace && len(r.Frames) == 0 && !ended {
 				inTrace = true
 				regs = nil

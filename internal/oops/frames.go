@@ -51,7 +51,11 @@ func appendTraceLineFrames(dst []Frame, t string) ([]Frame, bool) {
 // each frame (" r10:b419dd18 r9:802c509c …"), the exception stack and its hex dump.
 var armTraceNoise = regexp.MustCompile(`^(?:r[0-9]{1,2} ?:[0-9a-f]{8}\b|Exception stack\(|[0-9a-f]{4}: (?:[0-9a-f]{8}| ))`)
 
-// traceNoise reports lines inside a call trace that are neither frames nor its end.
+// traceNoise reports lines inside a call trace that are neither frames nor its end: arm's
+// per-frame registers and a few hex digits left by a console overwrite.
 func traceNoise(t string) bool {
+	if len(t) <= 4 && isHex(t) {
+		return true // a console overwrite's leftover ("30")
+	}
 	return armTraceNoise.MatchString(t)
 }
