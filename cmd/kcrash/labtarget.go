@@ -73,12 +73,6 @@ func runLabKernels(ctx context.Context, env *cmdEnv, args []string) error {
 func runLabTarget(ctx context.Context, env *cmdEnv, args []string) error {
 	c := subFlagSet(env, "target", "start|stop|reboot|status NAME [--kernel ABI] [--args '…'] [--to HOST:PORT] [--extended] [--json]",
 		"a long-running guest: start it in the background, reboot it (into another kernel), stop it, ask its state")
-	if len(args) < 2 || strings.HasPrefix(args[0], "-") {
-		fs := newFlagSet(env, c)
-		fs.Usage()
-		return errUsage
-	}
-	verb, name := args[0], args[1]
 	fs := newFlagSet(env, c)
 	dir := fs.String("dir", lab.DefaultDir(), "cache directory")
 	kernel := kernelFlag(fs)
@@ -88,6 +82,15 @@ func runLabTarget(ctx context.Context, env *cmdEnv, args []string) error {
 	memory := fs.String("memory", "", "guest RAM (default 128M)")
 	wait := fs.Duration("wait", 60*time.Second, "start/reboot: wait this long for the guest to boot (0: do not wait)")
 	asJSON := fs.Bool("json", false, "print the target's status as JSON")
+	if len(args) < 2 || strings.HasPrefix(args[0], "-") || strings.HasPrefix(args[1], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fs.Usage()
+			return nil
+		}
+		fs.Usage()
+		return errUsage
+	}
+	verb, name := args[0], args[1]
 	if err := parseFlags(fs, args[2:]); err != nil {
 		return err
 	}
@@ -249,6 +252,9 @@ func runLabScenario(ctx context.Context, env *cmdEnv, args []string) error {
 			"  regression  targets on several kernel ABIs under load, the race gated at one of them\n"+
 			"  hardware    a host with machine checks and bit flips (crashes that wander) and a healthy one\n"+
 			"  pstore      an oops kept by ramoops across a warm reset and read back on the next boot\n")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return nil
+		}
 		return errUsage
 	}
 	name := args[0]
