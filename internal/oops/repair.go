@@ -141,7 +141,8 @@ func damaged(text []byte) bool {
 		return true
 	}
 	quoted, soft, prevCode := 0, 0, false
-	up, down, prevTS := 0, 0, -1.0
+	up, down := 0, 0
+	var prevTS []byte
 	framesBefore := 0 // frame lines just above this one
 	for pos := 0; pos < len(text); {
 		end := lineEnd(text, pos)
@@ -192,16 +193,19 @@ func damaged(text []byte) bool {
 		n := prefixLen(line)
 		body := line[n:]
 		if n > 0 && line[0] == '[' {
-			if v, ok := tsValue(line); ok {
-				if prevTS >= 0 && v < prevTS {
+			// Console stamps are fixed-width and space-padded ("[%5lu.%06lu]"): they
+			// compare as bytes, a longer one being later.
+			ts := line[:bytes.IndexByte(line, ']')+1]
+			if prevTS != nil {
+				if c := compareStamps(ts, prevTS); c < 0 {
 					if down++; down >= 4 && down > 2*up {
 						return true // newest first
 					}
-				} else if prevTS >= 0 && v > prevTS {
+				} else if c > 0 {
 					up++
 				}
-				prevTS = v
 			}
+			prevTS = ts
 		}
 		if prevCode && n == 0 && isHexBytes(body) {
 			return true
@@ -210,7 +214,7 @@ func damaged(text []byte) bool {
 		if prevCode && n == 0 && isHexBytes(tb) {
 			return true
 		}
-		isFrame := len(tb) > 0 && frameName(bytes.TrimPrefix(tb, []byte("? "))) != nil
+		isFrame := len(body) > 1 && body[0] == ' ' && frameName(bytes.TrimPrefix(tb, []byte("? "))) != nil
 		if framesBefore >= 2 && len(tb) > 10 && tb[0] == 'C' && (bytes.Equal(tb, []byte("Call Trace:")) || bytes.Equal(tb, []byte("Call trace:"))) {
 			return true // frames above their "Call Trace:": a newest-first log
 		}
@@ -220,7 +224,7 @@ func damaged(text []byte) bool {
 			framesBefore = 0
 		}
 		prevCode = len(tb) > 6 && tb[0] == 'C' && bytes.HasPrefix(tb, []byte("Code: "))
-		if len(body) > 0 && body[len(body)-1] == ':' && danglingReg.Match(body) {
+		if len(body) > 2 && body[len(body)-1] == ':' && regNameEnd(body[len(body)-2]) && danglingReg.Match(body) {
 			return true
 		}
 	}
@@ -553,4 +557,21 @@ func tsValue(line []byte) (float64, bool) {
 		scale /= 10
 	}
 	return v, true
+}
+
+// compareStamps orders two console timestamps ("[  12.345678]") without parsing them.
+func compareStamps(a, b []byte) int {
+	if len(a) != len(b) {
+		if len(a) < len(b) {
+			return -1
+		}
+		return 1
+	}
+	return bytes.Compare(a, b)
+}
+
+// regNameEnd reports whether c can end a register name in a dump ("RCX", "R12", "knlGS",
+// "eax", "esi", "esp", "x9 ").
+func regNameEnd(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == 'x' || c == 'i' || c == 'p' || c == ' '
 }
