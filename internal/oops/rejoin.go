@@ -23,7 +23,7 @@ import (
 // a flowed line's own trailing space.
 
 var (
-	modToken    = regexp.MustCompile(`^(?:[A-Za-z0-9_.-]+(?:\([A-Z+-]+\))?|[A-Z+-]+\)|\[last|unloaded:|[A-Za-z0-9_.-]+\]|\[permanent\])$`)
+	modToken    = regexp.MustCompile(`^(?:[A-Za-z0-9_.-]+(?:\([A-Z+-]*\)?)?|[A-Z+-]+\)|\[last|unloaded:|[A-Za-z0-9_.-]+\]|\[permanent\])$`)
 	hexStart    = regexp.MustCompile(`^[0-9a-f]{4,16}(?:[\s(]|$)`)
 	longHex     = regexp.MustCompile(`^(?:0x)?[0-9a-f]{8,16}(?:\s|$)`)
 	symStart    = regexp.MustCompile(`^(?:\? )?[A-Za-z_][A-Za-z0-9_.]*\+0x[0-9a-f]+/0x[0-9a-f]+`)
@@ -101,7 +101,7 @@ const (
 // continues decides whether c continues p and with which separator.
 func continues(p, c *rline, tsMode, sysMode bool, width, hard int) (string, joinHow) {
 	ct := strings.TrimSpace(c.text)
-	if ct == "" || strings.TrimSpace(p.text) == "" || c.depth != p.depth || c.ts {
+	if ct == "" || strings.TrimSpace(p.text) == "" || c.depth != p.depth || c.ts || c.foreign {
 		return "", joinNo
 	}
 	pb := strings.TrimRight(p.body(), " ")
@@ -153,6 +153,8 @@ func contentContinues(pt, ct string, c *rline) bool {
 		return true
 	case strings.HasPrefix(ct, "at virtual address ") && (strings.HasSuffix(pt, "dereference") || strings.HasSuffix(pt, "paging request")):
 		return true
+	case strings.HasPrefix(ct, "address: ") && strings.HasSuffix(pt, "dereference,"):
+		return true // "BUG: kernel NULL pointer dereference," / "address: 0000000000000158"
 	case (strings.HasSuffix(pt, " at") || strings.HasSuffix(pt, " address")) && longHex.MatchString(ct) &&
 		(strings.Contains(pt, "BUG") || strings.Contains(pt, "Unable to handle")):
 		return true

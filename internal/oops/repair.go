@@ -298,6 +298,7 @@ type rline struct {
 	in, inEnd int    // source span in the text given to repair
 	depth     int    // mail quoting depth
 	syslog    bool   // carried a syslog/journal header
+	foreign   bool   // another program's syslog line: never a continuation
 	ts        bool   // starts with a console timestamp
 	rawLen    int    // length as it was posted
 	events    []repairKind
@@ -453,6 +454,9 @@ func stripTransport(l *rline) {
 		// "Feb 25 05:12:26  [20079.489376]": a header without "kernel:".
 		s = s[loc[1]:]
 		l.syslog, stripped = true, true
+	} else if loc != nil && loc[1] > 0 && s[0] != ' ' {
+		// Another program's syslog line ("… host systemd[1]: …"): a line of its own.
+		l.foreign = true
 	}
 	if loc := dmesgT.FindStringIndex(s); loc != nil {
 		s, stripped = s[loc[1]:], true
