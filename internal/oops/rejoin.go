@@ -175,7 +175,17 @@ func moduleList(s string) bool {
 		return false
 	}
 	for _, f := range fs {
-		if !modToken.MatchString(f) {
+		if !modToken.MatchString(f) || allUpperOrDigits(f) {
+			return false
+		}
+	}
+	return true
+}
+
+// allUpperOrDigits reports words like "CPU" or "7" that are no module name.
+func allUpperOrDigits(f string) bool {
+	for i := 0; i < len(f); i++ {
+		if c := f[i]; !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
 			return false
 		}
 	}

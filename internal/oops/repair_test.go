@@ -25,6 +25,9 @@ func TestRepair(t *testing.T) {
 				" [] process_backlog+0x9a/0x100\nIP: [] f+0x1/0x2\nRIP: 0010:[]  [] f+0x1/0x2\n",
 			want: []string{"Modules linked in: veth bridge i2c_i801 xfs(F) sg", "Code: 00 44 8b 00 <49> 39",
 				" process_backlog+0x9a/0x100", "IP: f+0x1/0x2", "RIP: 0010:f+0x1/0x2"}},
+		{name: "an empty module list does not swallow the next line",
+			in:   "Modules linked in:\nCPU 7\nPid: 193, comm: modprobe Tainted: G W 2.6.32 #1\n [] f+0x1/0x2\n",
+			want: []string{"Modules linked in:", "CPU 7"}},
 		{name: "syslog headers, foreign lines stay lines",
 			in: "Jun  1 11:49:30 host kernel: [    1.7] WARNING: at a.c:1 f+0x7a/0x90()\n" +
 				"Jun  1 11:49:30 host systemd[1]: Started x.\n" +
