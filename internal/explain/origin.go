@@ -139,14 +139,14 @@ func traceOrigin(e *Explanation, r *oops.Report, code []disasm.Inst, trapIdx int
 				}
 			}
 		}
-		owner := fmt.Sprintf("the struct at %s = %#x", o.From, fv)
+		owner := fmt.Sprintf("the struct %s points to (%#x)", o.From, fv)
 		if o.Argument > 0 {
 			e.add(false, "%s = %#x equals %s, the register of the function's %s argument: %s most likely holds the %s argument",
 				o.From, fv, argRegs[o.Argument-1], ordinals[o.Argument], o.From, ordinals[o.Argument])
 			owner = fmt.Sprintf("the struct in %s, the function's %s argument", o.From, ordinals[o.Argument])
 		}
 		if haveVal {
-			e.add(true, "so the pointer at offset %#x of %s is %s, and the faulting access reads offset %#x of the struct it should point to",
+			e.add(true, "so the pointer at offset %#x of %s, is %s, and the faulting access reads offset %#x of the struct it should point to",
 				o.Disp, owner, state, mem.Disp)
 		}
 		return
