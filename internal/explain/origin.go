@@ -126,12 +126,34 @@ func traceOrigin(e *Explanation, r *oops.Report, code []disasm.Inst, trapIdx int
 				return
 			}
 		}
+		// Was the source register itself copied from an argument register earlier in
+		// the bytes ("mov %rdi,%rbx" in the prologue)? Then the argument is certain.
+		for k := i - 1; k >= 0; k-- {
+			in := code[k].X86()
+			if in == nil || !writesReg(in, o.From) {
+				continue
+			}
+			if src, ok := in.Args[1].(x86asm.Reg); ok && in.Op == x86asm.MOV {
+				for n, ar := range argRegs {
+					if x86Family[src] == ar {
+						o.Argument = n + 1
+						e.add(branchesBetween(code, k, i) == 0, "%s was copied from %s, the %s argument, by `%s` (Code bytes %s)",
+							o.From, ar, ordinals[n+1], code[k].Text, hexBytes(code[k].Bytes))
+					}
+				}
+			}
+			break
+		}
 		fv, ok := r.Registers[o.From]
 		if !ok {
 			return
 		}
 		o.FromValue = &fv
+		copied := o.Argument > 0
 		for n, ar := range argRegs {
+			if copied {
+				break
+			}
 			if ar != o.From && r.Registers[ar] == fv && fv != 0 {
 				if _, ok := r.Registers[ar]; ok {
 					o.Argument = n + 1
@@ -140,7 +162,9 @@ func traceOrigin(e *Explanation, r *oops.Report, code []disasm.Inst, trapIdx int
 			}
 		}
 		owner := fmt.Sprintf("the struct %s points to (%#x)", o.From, fv)
-		if o.Argument > 0 {
+		if copied {
+			owner = fmt.Sprintf("the struct in %s, the function's %s argument", o.From, ordinals[o.Argument])
+		} else if o.Argument > 0 {
 			e.add(false, "%s = %#x equals %s, the register of the function's %s argument: %s most likely holds the %s argument",
 				o.From, fv, argRegs[o.Argument-1], ordinals[o.Argument], o.From, ordinals[o.Argument])
 			owner = fmt.Sprintf("the struct in %s, the function's %s argument", o.From, ordinals[o.Argument])
