@@ -64,10 +64,10 @@ func TestCampaign(t *testing.T) {
 			err:      "run 2: load did not start: boom",
 		},
 		{
-			name:     "load fails without a crash",
-			script:   []step{{after: 10 * ms, loadErr: boom}},
-			runs:     1,
-			err:      "run 1: load failed and no crash followed: boom",
+			name:   "load fails without a crash",
+			script: []step{{after: 10 * ms, loadErr: boom}},
+			runs:   1,
+			err:    "run 1: load failed and no crash followed: boom",
 		},
 		{
 			name:     "restart hook fails",
