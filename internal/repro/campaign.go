@@ -46,7 +46,9 @@ type Campaign struct {
 	// RestartTimeout bounds the restart hook (default 5 min); ReadyTimeout the wait
 	// for the host to be back (default 10 min); Unreachable how long the collector
 	// may not answer (default 30 s); Poll is the polling period (default 200 ms);
-	// Grace is how long a load that failed is given for its crash to arrive (5 s).
+	// Grace is how long a load that ended is given for its crash to arrive (5 s): a
+	// load that failed then ends the campaign, one that ended cleanly ends the run,
+	// censored when the load ended.
 	RestartTimeout, ReadyTimeout, Unreachable, Poll, Grace time.Duration
 
 	// OnRun is called after every run with all runs so far (to save them).
@@ -123,7 +125,7 @@ func (c *Campaign) run(ctx context.Context, p *poller, n int) (Run, error) {
 	defer proc.Stop()
 	deadline := start.Add(c.Timeout)
 	loadDone := proc.Done()
-	var graceEnd time.Time
+	var loadEnd time.Time
 	var loadErr error
 	for {
 		now := time.Now()
@@ -160,14 +162,18 @@ func (c *Campaign) run(ctx context.Context, p *poller, n int) (Run, error) {
 		}
 		select {
 		case <-loadDone:
-			loadDone = nil
-			if loadErr = proc.Err(); loadErr != nil {
-				graceEnd = now.Add(c.Grace)
-			}
+			// The load ended: its crash may still be on its way (a flood ends when
+			// the crashed target goes away, before the report is complete).
+			loadDone, loadErr, loadEnd = nil, proc.Err(), now
 		default:
 		}
-		if !graceEnd.IsZero() && now.After(graceEnd) {
-			return r, fmt.Errorf("load failed and no crash followed: %w", loadErr)
+		if !loadEnd.IsZero() && now.Sub(loadEnd) > c.Grace {
+			if loadErr != nil {
+				return r, fmt.Errorf("load failed and no crash followed: %w", loadErr)
+			}
+			// A load that ended cleanly: the run was loaded, and watched, until then.
+			r.Outcome, r.Seconds = OutcomeCensored, loadEnd.Sub(start).Seconds()
+			return r, nil
 		}
 		if c.Progress != nil {
 			c.Progress(n, now.Sub(start))

@@ -11,6 +11,9 @@ import (
 
 const ms = time.Millisecond
 
+// errClean scripts a load that exits cleanly.
+var errClean = errors.New("clean exit")
+
 func TestCampaign(t *testing.T) {
 	boom := errors.New("boom")
 	for _, tc := range []struct {
@@ -68,6 +71,12 @@ func TestCampaign(t *testing.T) {
 			script: []step{{after: 10 * ms, loadErr: boom}},
 			runs:   1,
 			err:    "run 1: load failed and no crash followed: boom",
+		},
+		{
+			name:     "load ends cleanly: censored when it ended",
+			script:   []step{{after: 10 * ms, loadErr: errClean}},
+			runs:     1,
+			outcomes: []string{OutcomeCensored},
 		},
 		{
 			name:     "restart hook fails",
@@ -129,7 +138,11 @@ func TestCampaign(t *testing.T) {
 						t.Errorf("run %d: %+v", r.N, r)
 					}
 				case OutcomeCensored:
-					if r.Seconds != 0.08 {
+					if tc.script != nil && tc.script[0].loadErr == errClean {
+						if r.Seconds < 0.01 || r.Seconds > 0.03 {
+							t.Errorf("run %d censored at %g, not when its load ended", r.N, r.Seconds)
+						}
+					} else if r.Seconds != 0.08 {
 						t.Errorf("run %d censored at %g", r.N, r.Seconds)
 					}
 				}

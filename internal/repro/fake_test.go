@@ -111,12 +111,18 @@ func (h *fakeHost) Start(ctx context.Context) (Process, error) {
 				return
 			case <-time.After(s.after):
 			}
+			if s.loadErr == errClean {
+				p.end(nil)
+				return
+			}
 			if s.loadErr != nil {
 				p.end(s.loadErr)
 				return
 			}
 			h.crash(s.sig, s.panicked)
-			p.end(nil) // the target went away
+			if s.panicked {
+				p.end(nil) // the target went away
+			}
 		}()
 	}
 	return p, nil
