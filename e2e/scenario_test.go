@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -126,12 +127,13 @@ func TestRaceUnderLoad(t *testing.T) {
 			t.Errorf("%s: crash %+v, want a NULL dereference in netrace_rcv", d.Serial, d.Crash)
 			continue
 		}
-		// The oops is in the receive path, in softirq under the NIC's NAPI poll.
+		// The oops is in the receive path, in softirq under the NIC's NAPI poll (on
+		// an interrupt's exit or in ksoftirqd).
 		data, err := os.ReadFile(d.Serial)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range []string{"__netif_receive_skb", "net_rx_action", "virtnet_poll", "<IRQ>"} {
+		for _, f := range []string{"__netif_receive_skb", "net_rx_action", "virtnet_poll"} {
 			if !bytes.Contains(data, []byte(f)) {
 				t.Errorf("%s: call trace lacks %s", d.Serial, f)
 			}
@@ -221,11 +223,13 @@ func TestHardwareFaults(t *testing.T) {
 				}
 				fallthrough
 			case "mce-fatal":
-				if !bytes.Contains(data, []byte("Machine Check: 0 Bank 1: 9c0000000000009f")) {
+				// Bank 1 holds the injected corrected error (with the overflow bit when the
+				// second one arrived before the poller read the first).
+				if !bytes.Contains(data, []byte("mce: [Hardware Error]: CPU 0: Machine Check: 0 Bank 1: ")) {
 					t.Errorf("%s: the corrected machine check is not on the console", run.Serial)
 				}
 			}
-			if run.Fault == "mce-fatal" && !bytes.Contains(data, []byte("Kernel panic - not syncing: Fatal machine check")) {
+			if run.Fault == "mce-fatal" && !regexp.MustCompile(`Kernel panic - not syncing: Fatal (local )?machine check`).Match(data) {
 				t.Errorf("%s: no machine-check panic", run.Serial)
 			}
 		}

@@ -129,7 +129,18 @@ if [ "$NC" != none ]; then
 			echo 1 > "$t/enabled" ;;
 		esac
 	done
-	say "netconsole $NC to $DEST"
+	# netconsole replays the ring buffer through netpoll when a plain target registers;
+	# a crash fired while that replay still fills the NIC's transmit ring loses the
+	# oops's datagrams (netpoll drops what it cannot queue, and a panic never sends
+	# its backlog). Wait until the transmit counter stands still for 0.3 s.
+	prev=-1; still=0; n=0
+	while [ $still -lt 3 ] && [ $n -lt 100 ]; do
+		cur=$(cat /sys/class/net/eth0/statistics/tx_packets)
+		if [ "$cur" = "$prev" ]; then still=$((still + 1)); else still=0; fi
+		prev=$cur; n=$((n + 1))
+		sleep 0.1
+	done
+	say "netconsole $NC to $DEST (transmit idle after $n polls)"
 fi
 
 [ -f /lib/modules/lkdtm.ko ] && insmod /lib/modules/lkdtm.ko
