@@ -85,9 +85,9 @@ func runRepro(env *cmdEnv, args []string) error {
 	}
 	measure := func(cmd, name string, into *reproFile) ([]repro.Run, error) {
 		camp := &repro.Campaign{
-			Load:  &shellLoad{cmd: cmd, env: hookEnv, stderr: env.stderr},
+			Load:  &repro.ShellLoad{Cmd: cmd, Env: hookEnv, Output: env.stderr},
 			Watch: watch, Match: match,
-			Restart: shellHook(*restart, hookEnv, env.stderr), Ready: shellHook(*ready, hookEnv, env.stderr),
+			Restart: repro.ShellHook(*restart, hookEnv, env.stderr), Ready: repro.ShellHook(*ready, hookEnv, env.stderr),
 			Runs: *runs, Timeout: *timeout, RestartTimeout: *restartTimeout, ReadyTimeout: *readyTimeout,
 		}
 		camp.OnRun = func(rs []repro.Run) {

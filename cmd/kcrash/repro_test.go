@@ -18,6 +18,7 @@ import (
 	"github.com/kcrash/kcrash/internal/collector"
 	"github.com/kcrash/kcrash/internal/netconsole"
 	"github.com/kcrash/kcrash/internal/repro"
+	"github.com/kcrash/kcrash/internal/repro/watch"
 	"github.com/kcrash/kcrash/internal/store/sqlite"
 	"github.com/kcrash/kcrash/internal/web"
 )
@@ -278,10 +279,15 @@ func BenchmarkReproOverhead(b *testing.B) {
 			if mode == "server" {
 				var url string
 				url, to = startServe(b)
-				w = newServerWatcher(url, "127.0.0.1")
+				w = watch.NewServer(url, "127.0.0.1")
 			} else {
 				to = freeUDP(b)
-				ew, err := startEmbedded(context.Background(), to, filepath.Join(b.TempDir(), "k.db"), "127.0.0.1")
+				st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "k.db"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Close()
+				ew, err := watch.StartEmbedded(context.Background(), to, st, "127.0.0.1")
 				if err != nil {
 					b.Fatal(err)
 				}

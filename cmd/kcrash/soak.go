@@ -120,7 +120,7 @@ func runSoak(env *cmdEnv, args []string) error {
 	}
 	defer closeWatch()
 	s := &repro.Soak{
-		Load:  &shellLoad{cmd: *load, env: []string{"KCRASH_HOST=" + *host}, stderr: env.stderr},
+		Load:  &repro.ShellLoad{Cmd: *load, Env: []string{"KCRASH_HOST=" + *host}, Output: env.stderr},
 		Watch: watch, Match: &repro.Matcher{Signature: st.Signature, Any: st.Any || st.Signature == ""},
 		State: st, MaxSilence: *maxSilence,
 		Save:     func(st *repro.SoakState) error { return st.Save(*state) },
