@@ -121,6 +121,8 @@ func collect(text []byte, ols []oopsLine, idx int, tail int, scratch []byte) *re
 	if bytes.Contains(firstLine, []byte("BUG: KMSAN:")) {
 		minLines = 16 // KMSAN reports are short: no call-trace header
 	}
+	// handle_bad_stack() prints the registers, then its panic carries the trace.
+	badStack := bytes.Contains(firstLine, []byte("Insufficient stack space"))
 	rt := &reportText{}
 	next := idx + 1
 	second := -1 // position of the next report start
@@ -179,7 +181,7 @@ func collect(text []byte, ols []oopsLine, idx int, tail int, scratch []byte) *re
 			skipLine = true
 		case bytes.Contains(line, []byte("Sending NMI from CPU")):
 			cpuTraceback = true
-		case (bytes.Contains(line, []byte("Kernel panic - not syncing")) ||
+		case (bytes.Contains(line, []byte("Kernel panic - not syncing")) && !(badStack && bytes.Contains(line, []byte("tack overflow"))) ||
 			bytes.Contains(line, []byte("WARNING: possible circular locking dependency detected"))) && textLines > minLines:
 			skipText, skipLine = true, true
 		}

@@ -533,9 +533,25 @@ var recognizers = []*recognizer{
 		formats: []format{{title: re(`VFS: Busy inodes after unmount`), fmt: "VFS: Busy inodes after unmount (use-after-free)", noStack: true}},
 	},
 	{
+		// arch/{arm,arm64,riscv}/kernel/traps.c handle_bad_stack(): the report starts
+		// here, with the faulting pc; a panic (arm64, riscv) or die() (arm) follows.
+		header: "Insufficient stack space to handle exception!", kind: KindStackOverflow,
+		formats: []format{
+			{title: re(`Kernel panic - not syncing: [Kk]ernel stack overflow`),
+				fmt: "kernel stack overflow in %[1]v", alt: []string{"stack-overflow in %[1]v"},
+				stack: traceOnly().skipping("bad_stack").picking(stallFrame)},
+			{title: re(`Internal error: kernel stack overflow`), fmt: "kernel stack overflow in %[1]v",
+				alt: []string{"stack-overflow in %[1]v"}, stack: ripTrace()},
+		},
+	},
+	{
 		// arch/arm64/kernel/traps.c die()
 		header: "Internal error:", kind: KindInternalError, continues: true,
-		formats: []format{{title: re(`Internal error:`), fmt: "Internal error in %[1]v", alt: []string{"bad-access in %[1]v"}, stack: ripTrace()}},
+		formats: []format{
+			{title: re(`Internal error: kernel stack overflow`), kind: KindStackOverflow, fmt: "kernel stack overflow in %[1]v",
+				alt: []string{"stack-overflow in %[1]v"}, stack: ripTrace()},
+			{title: re(`Internal error:`), fmt: "Internal error in %[1]v", alt: []string{"bad-access in %[1]v"}, stack: ripTrace()},
+		},
 	},
 	{
 		// arch/arm/mm/fault.c
