@@ -257,6 +257,45 @@ func TestServePostgresOutage(t *testing.T) {
 	}
 }
 
+// TestServeKillDuringOutage: crashes arrive while PostgreSQL is down and the server
+// is killed (SIGKILL) once it has spooled them; restarted with the database back,
+// it stores each of them, once, and a second restart stores nothing more.
+func TestServeKillDuringOutage(t *testing.T) {
+	pg := storetest.StartPostgres(t)
+	logs := filepath.Join(t.TempDir(), "logs") // the spool defaults to logs/.spool
+	s := startServe(t, pg.DSN, logs)
+	sendCapture(t, s.udp, &net.UDPAddr{IP: net.IPv4(127, 0, 5, 1), Port: 6665}, sampleDir+"ACCESS_NULL.netconsole-ext", 0)
+	waitFor(t, "the first report", 5*time.Second, func() bool { return len(s.reports(t)) == 1 })
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range []string{"ACCESS_NULL.netconsole-ext", "ACCESS_NULL.netconsole"} {
+		sendCapture(t, s.udp, &net.UDPAddr{IP: net.IPv4(127, 0, 5, byte(2+i)), Port: 6665}, sampleDir+f, 0)
+	}
+	waitFor(t, "two reports in the spool", 10*time.Second, func() bool {
+		return strings.Contains(s.metrics(t), "\nkcrash_spool_pending 2\n")
+	})
+	s.kill()
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := startServe(t, pg.DSN, logs)
+	waitFor(t, "the reports spooled before the kill", 20*time.Second, func() bool { return len(s2.reports(t)) == 3 })
+	s2.stop(t)
+	s3 := startServe(t, pg.DSN, logs)
+	reps := s3.reports(t)
+	hosts := map[string]int{}
+	for _, r := range reps {
+		hosts[strings.Split(r.Host, ":")[0]]++
+	}
+	if len(reps) != 3 || hosts["127.0.5.1"] != 1 || hosts["127.0.5.2"] != 1 || hosts["127.0.5.3"] != 1 {
+		t.Errorf("after two restarts, reports by host %v, want one from each of 127.0.5.1-3", hosts)
+	}
+	if m := s3.metrics(t); !strings.Contains(m, "\nkcrash_spool_pending 0\n") {
+		t.Errorf("spool not empty after its reports were stored:\n%s", m)
+	}
+}
+
 func (s *server) metrics(t *testing.T) string {
 	resp, err := http.Get("http://" + s.http + "/metrics")
 	if err != nil {

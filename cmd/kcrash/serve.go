@@ -87,6 +87,7 @@ func runServe(env *cmdEnv, args []string) error {
 	db := fs.String("db", filepath.Join(dataDir(), "kcrash.db"), "SQLite database `file`, or a postgres:// URL shared by several collectors")
 	logDir := fs.String("logs", filepath.Join(dataDir(), "logs"), "`directory` for per-host raw console logs (empty: none)")
 	logMax := fs.Int64("log-max", 8<<20, "rotate a host's raw log at this many `bytes`")
+	spoolPath := fs.String("spool", "", "`file` each report is fsynced to before it is stored, and stored from after a crash (default: .spool in --logs; \"none\" for none)")
 	symbols := fs.String("symbols", "", "`directory` of vmlinux files per release, for decoded reports")
 	token := fs.String("token", os.Getenv("KCRASH_TOKEN"), "bearer `token` for write endpoints (default $KCRASH_TOKEN; empty disables them)")
 	allow := fs.String("allow", "", "comma-separated `networks` allowed to send netconsole (default: any)")
@@ -116,6 +117,18 @@ func runServe(env *cmdEnv, args []string) error {
 	defer st.Close()
 	col := collector.New(collector.Options{Store: st, LogDir: *logDir, LogMaxBytes: *logMax, Allow: nets,
 		MaxHosts: *maxHosts, Quiet: *quiet, Shards: *sockets})
+	if *spoolPath == "" && *logDir != "" {
+		*spoolPath = filepath.Join(*logDir, ".spool")
+	}
+	if *spoolPath != "" && *spoolPath != "none" {
+		n, err := col.OpenSpool(*spoolPath)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			log.Info("spool", "path", *spoolPath, "reports to store", n)
+		}
+	}
 	col.OnReport(func(r *store.Report) {
 		log.Info("report", "id", r.ID, "host", r.Host, "kind", r.Kind, "title", r.Title, "panicked", r.Panicked)
 	})
@@ -209,6 +222,8 @@ func writeMetrics(w io.Writer, c *collector.Collector, decodeErrors uint64) {
 		{"kcrash_drops_total{what=\"report_queue\"}", "", "", float64(s.QueueDrops.Load())},
 		{"kcrash_drops_total{what=\"log_bytes\"}", "", "", float64(s.LogDrops.Load())},
 		{"kcrash_store_errors_total", "counter", "Failed store operations (retried).", float64(s.StoreErrors.Load())},
+		{"kcrash_spool_pending", "gauge", "Reports on disk in the spool, not yet stored.", float64(c.SpoolPending())},
+		{"kcrash_spool_errors_total", "counter", "Failed spool writes.", float64(s.SpoolErrors.Load())},
 		{"kcrash_decode_errors_total", "counter", "Reports the decoder failed on.", float64(decodeErrors)},
 		{"kcrash_capture_bytes", "gauge", "Bytes held in report captures.", float64(s.CaptureBytes.Load())},
 		{"kcrash_heap_bytes", "gauge", "Go heap in use.", float64(m.HeapInuse)},

@@ -21,15 +21,27 @@ type capture struct {
 
 func (c *Collector) analyzer() {
 	defer close(c.queue)
+	// The reports a previous run spooled and did not store go first.
+	for _, r := range c.backlog {
+		c.Stats.Queued.Add(1)
+		c.queue <- r
+	}
+	c.backlog = nil
 	for cp := range c.analyze {
 		c.analyzeCapture(cp)
 	}
 }
 
-// analyzeCapture parses a capture and queues its reports for the store.
+// analyzeCapture parses a capture and queues its reports for the store, each
+// spooled first when there is a spool.
 func (c *Collector) analyzeCapture(cp capture) {
 	for _, r := range oops.Parse(cp.text) {
 		sr := c.storeReport(cp, r)
+		if c.spool != nil {
+			if err := c.spool.add(sr); err != nil {
+				c.Stats.SpoolErrors.Add(1)
+			}
+		}
 		select {
 		case c.queue <- sr:
 			c.Stats.Queued.Add(1)
@@ -87,8 +99,9 @@ func (c *Collector) storeReport(cp capture, r *oops.Report) *store.Report {
 	}
 }
 
-// writer stores queued reports, retrying with backoff while the store fails; when
-// ctx ends, what is left is counted as lost.
+// writer stores queued reports, retrying with backoff while the store fails, and
+// marks each stored one done in the spool; when ctx ends, what is left is counted as
+// lost (a spool keeps it for the next run).
 func (c *Collector) writer(ctx context.Context) {
 	for r := range c.queue {
 		c.Stats.Queued.Add(-1)
@@ -101,6 +114,9 @@ func (c *Collector) writer(ctx context.Context) {
 			id, created, err := c.o.Store.SaveReport(sctx, r)
 			cancel()
 			if err == nil {
+				if c.spool != nil && c.spool.done(r.Key) != nil {
+					c.Stats.SpoolErrors.Add(1)
+				}
 				if created {
 					r.ID = id
 					c.Stats.Reports.Add(1)

@@ -3,7 +3,9 @@
 // recent lines and a raw log on disk; a line the oops detector recognises starts a
 // capture, which is parsed into reports once stable (the panic's end marker, the
 // host going quiet, or enough unrelated lines), and every report is stored with the
-// lines before it and counted in its signature's group.
+// lines before it and counted in its signature's group. With a spool (OpenSpool),
+// every report is fsynced to local disk before it is queued for the store, and the
+// reports a killed collector had not stored are stored when the next one starts.
 //
 // Memory is bounded per host (context, capture, unwritten log, reorder window) and
 // in total (the host count, the capture budget and the store queue); what does not
@@ -83,8 +85,9 @@ type Stats struct {
 	Dropped                   atomic.Uint64 // datagrams from hosts beyond MaxHosts
 	Hosts                     atomic.Int64
 	Reports, Duplicates       atomic.Uint64 // stored; received again and not stored
-	QueueDrops, LogDrops      atomic.Uint64 // reports lost to a full store queue; log bytes lost
+	QueueDrops, LogDrops      atomic.Uint64 // reports lost to a full store queue (kept in the spool, if any); log bytes lost
 	StoreErrors, StoreRetries atomic.Uint64
+	SpoolErrors               atomic.Uint64 // failed spool writes
 	Gaps, Dups, Reboots       atomic.Uint64
 	CaptureBytes              atomic.Int64
 	Queued                    atomic.Int64
@@ -103,6 +106,8 @@ type Collector struct {
 	notify  func(*store.Report)
 	subs    subscribers
 	logs    *logWriter
+	spool   *spool
+	backlog []*store.Report // spooled before a restart, not yet stored
 	wg      sync.WaitGroup
 	closed  chan struct{}
 }
@@ -150,6 +155,27 @@ func New(o Options) *Collector {
 		c.logs = newLogWriter(o.LogDir, o.LogMaxBytes)
 	}
 	return c
+}
+
+// OpenSpool makes the collector's hand-off to its store durable: each report is
+// appended to the spool file at path and fsynced before it is queued for the store,
+// and marked done once stored. The reports a previous run spooled and did not store
+// are queued first when Run starts; it returns their number. Call it before Run.
+func (c *Collector) OpenSpool(path string) (pending int, err error) {
+	s, backlog, err := openSpool(path)
+	if err != nil {
+		return 0, err
+	}
+	c.spool, c.backlog = s, backlog
+	return len(backlog), nil
+}
+
+// SpoolPending is the number of spooled reports not yet stored.
+func (c *Collector) SpoolPending() int {
+	if c.spool == nil {
+		return 0
+	}
+	return c.spool.pendingCount()
 }
 
 // OnReport sets a function called (from the store writer) with each newly stored report.
@@ -477,6 +503,9 @@ loop:
 	c.wg.Wait()
 	timer.Stop()
 	stopStore()
+	if c.spool != nil {
+		c.spool.Close()
+	}
 	close(c.closed)
 }
 
