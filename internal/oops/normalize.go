@@ -72,8 +72,8 @@ func sniff(log []byte) (ext, syslog bool) {
 // is already console text).
 func normalize(log []byte) ([]byte, mapping) {
 	ext, syslog := sniff(log)
-	if !ext && !syslog {
-		return log, nil
+	if !ext && !syslog || syslog && !ext && wrappedRecords(log) {
+		return log, nil // wrapped records are re-joined by repair, which sees the headers
 	}
 	var out bytes.Buffer
 	var m mapping
@@ -143,6 +143,23 @@ func normalize(log []byte) ([]byte, mapping) {
 		}
 	}
 	return out.Bytes(), m
+}
+
+// wrappedRecords reports whether a syslog/journal log has a record a mailer or terminal
+// wrapped: a line without the header right after one with it.
+func wrappedRecords(log []byte) bool {
+	prev := false
+	for pos := 0; pos < len(log); {
+		end := lineEnd(log, pos)
+		line := log[pos:end]
+		pos = end + 1
+		has := syslogPrefix.Match(line)
+		if prev && !has && len(bytes.TrimSpace(line)) > 0 {
+			return true
+		}
+		prev = has
+	}
+	return false
 }
 
 // unescape decodes the \xNN escapes of extended records.
