@@ -402,7 +402,8 @@ var recognizers = []*recognizer{
 		},
 		ignore: res(`INFO: lockdep is turned off`, `INFO: Stall ended before state dump start`, `INFO: NMI handler`,
 			`INFO: recovery required on readonly filesystem`, `(handler|interrupt).*took too long`,
-			`INFO: sys_.* is not present in /proc/kallsyms`, `INFO: no syscalls can create resource`, `rmt_storage:INFO:`, `_INFO:`),
+			`INFO: sys_.* is not present in /proc/kallsyms`, `INFO: no syscalls can create resource`, `rmt_storage:INFO:`, `_INFO:`,
+			`INFO: 0x[0-9a-f]+-0x[0-9a-f]+`), // SLUB's "First byte … instead of …" line (mm/slub.c)
 	},
 	{
 		// arch/arm64/mm/fault.c die_kernel_fault, arch/arm/mm/fault.c
