@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
+	"sync"
 
 	"github.com/kcrash/kcrash/internal/repro"
 	"github.com/kcrash/kcrash/internal/repro/watch"
@@ -33,4 +35,17 @@ func openWatcher(ctx context.Context, env *cmdEnv, server, udp, db, host string)
 	}
 	fmt.Fprintf(env.stderr, "collecting netconsole on udp %s into %s\n", w.Addr(), redact(db))
 	return w, func() { w.Close(); st.Close() }, nil
+}
+
+// lockedWriter serializes writes: the commands' own lines and the output of the
+// load and hook processes (copied by os/exec's goroutines) share stderr.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

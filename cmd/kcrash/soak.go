@@ -71,6 +71,9 @@ func runSoak(env *cmdEnv, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if _, ok := env.stderr.(*os.File); !ok {
+		env = &cmdEnv{stdin: env.stdin, stdout: env.stdout, stderr: &lockedWriter{w: env.stderr}}
+	}
 	if *host == "" || *load == "" || fs.NArg() > 0 || *sig != "" && *anyCrash || (*rateFrom == "") == (*mttc == 0) {
 		fs.Usage()
 		return errUsage
