@@ -48,11 +48,11 @@ func findOopsLines(text []byte) []oopsLine {
 		end := lineEnd(text, pos)
 		line := text[pos:end]
 		if rec := claim(line); rec != nil {
-			if truncatedByReplay(text, end) {
+			if truncatedByReplay(text, end) || namedInProse(line, rec.header) {
 				continue
 			}
-			out = append(out, oopsLine{pos: pos, end: end, rec: rec,
-				starts: !rec.continues && !matchAny(line, startIgnores)})
+			starts := !rec.continues && !matchAny(line, startIgnores) && !bugTrap(text, out, pos, line)
+			out = append(out, oopsLine{pos: pos, end: end, rec: rec, starts: starts})
 			continue
 		}
 		for _, s := range infoWithStack {
@@ -63,6 +63,37 @@ func findOopsLines(text []byte) []oopsLine {
 		}
 	}
 	return out
+}
+
+// bugTrap reports whether line is the fault by which an old arm kernel's BUG() stopped,
+// right after its "kernel BUG at" line (BUG() stored to address 0 before 2.6.37): it
+// belongs to that report.
+func bugTrap(text []byte, prev []oopsLine, pos int, line []byte) bool {
+	if len(prev) == 0 || prev[len(prev)-1].end+1 != pos || !bytes.Contains(line, []byte("Unable to handle kernel NULL pointer")) {
+		return false
+	}
+	p := prev[len(prev)-1]
+	return bytes.Contains(text[p.pos:p.end], []byte("kernel BUG at "))
+}
+
+// namedInProse reports whether the header on line is a report named by a person, not
+// printed by a kernel: inside Markdown inline code ("`kernel BUG at …`") or as the
+// value of a mail or bug-tracker field ("Subject: Re: BUG: …", "Summary: BUG: …").
+func namedInProse(line []byte, header string) bool {
+	i := bytes.Index(line, []byte(header))
+	if i <= 0 {
+		return false
+	}
+	if bytes.Count(line[:i], []byte("`"))%2 == 1 {
+		return true
+	}
+	before := bytes.TrimRight(line[:i], " ")
+	for _, f := range [][]byte{[]byte("Summary:"), []byte("Subject:"), []byte("Re:")} {
+		if bytes.HasSuffix(before, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // claim returns the first recognizer whose header is in line, or nil.

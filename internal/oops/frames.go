@@ -7,8 +7,9 @@ import (
 
 var (
 	// armFromLine is 32-bit arm's unwinder line, "[<pc>] (func) from [<lr>] (caller+off/size)"
-	// (older kernels print "(func+off/size)" first): the frame is func.
-	armFromLine = regexp.MustCompile(`^\[<([0-9a-f]+)>\] \(([A-Za-z0-9_.$]+)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\) from \[<[0-9a-f]+>\]`)
+	// (older kernels print "(func+off/size)" first, with " [module]" for a module's): the
+	// frame is func.
+	armFromLine = regexp.MustCompile(`^\[<([0-9a-f]+)>\] \(([A-Za-z0-9_.$]+)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: \[([A-Za-z0-9_-]+)\])?\) from \[<[0-9a-f]+>\]`)
 	// multiFrame finds the frames of a line holding several, as i386 printed them before
 	// 2.6.18 ("<c020bb5d> block_uevent+0x10d/0x210   <c020ba50> block_uevent+0x0/0x210").
 	multiFrame = regexp.MustCompile(`(?:\[<[0-9a-f]{8,16}>\]|<[0-9a-f]{8,16}>) (?:\? )?[A-Za-z_]`)
@@ -20,7 +21,7 @@ func appendTraceLineFrames(dst []Frame, t string) ([]Frame, bool) {
 	if strings.HasPrefix(t, "[<") && strings.Contains(t, ") from [<") {
 		if m := armFromLine.FindStringSubmatch(t); m != nil {
 			addr, _ := parseHex(m[1])
-			return append(dst, Frame{Func: m[2], Addr: addr, Raw: t, Reliable: true}), true
+			return append(dst, Frame{Func: m[2], Module: m[3], Addr: addr, Raw: t, Reliable: true}), true
 		}
 	}
 	if strings.Count(t, "> ") > 1 {
