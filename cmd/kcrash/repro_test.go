@@ -318,3 +318,14 @@ func BenchmarkReproOverhead(b *testing.B) {
 		})
 	}
 }
+
+// TestSoakFor: --for shorter than the confidence needs says what it gives.
+func TestSoakFor(t *testing.T) {
+	srv, _ := startServe(t)
+	code, stdout, stderr := runCmd(t, "", "soak", "--host", "127.0.0.1", "--load", "sleep 60", "--mttc", "1s", "--confidence", "0.99",
+		"--for", "300ms", "--server", srv, "--state", filepath.Join(t.TempDir(), "s.json"))
+	if code != 0 || !strings.Contains(stdout, "300 ms of load without this crash gives 25.92% confidence (mean time to crash of 1 s as given)") ||
+		!strings.Contains(stdout, "fixed with only") || !strings.Contains(stdout, "too short to say") {
+		t.Errorf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}

@@ -108,7 +108,11 @@ func runSoak(env *cmdEnv, args []string) error {
 		fmt.Fprintf(env.stderr, "resuming the soak of %s from %s: %s watched of %s\n", *host, *state, repro.Dur(st.Watched), repro.Dur(st.Required))
 	}
 	if !*asJSON {
-		fmt.Fprintf(env.stdout, "%s of load without this crash gives %.4g%% confidence (mean time to crash at most %s, 95%%)\n",
+		how := "at most %s (95%%) as measured"
+		if *rateFrom == "" {
+			how = "of %s as given"
+		}
+		fmt.Fprintf(env.stdout, "%s of load without this crash gives %.4g%% confidence (mean time to crash "+how+")\n",
 			repro.Dur(st.Required), 100*repro.SoakConfidence(st.Required, st.MTTC), repro.Dur(st.MTTC))
 		if st.Signature == "" && !st.Any {
 			fmt.Fprintf(env.stdout, "watching %s for any crash (no --signature)\n", *host)
@@ -164,9 +168,17 @@ func soakReport(env *cmdEnv, st *repro.SoakState, asJSON bool, note string) erro
 			fmt.Fprintf(w, "not fixed: the crash came back after %s of clean load: report %d, %s (%s)\n",
 				repro.Dur(st.Watched), st.Crash.ID, st.Crash.Title, st.Crash.Signature)
 		case repro.VerdictFixed:
-			fmt.Fprintf(w, "fixed with %.4g%% confidence: %s of load watched without the crash (%.4g%% for the time watched)\n",
-				100*st.Confidence, repro.Dur(st.Watched), 100*float64(res.Confidence))
-			fmt.Fprintf(w, "if the bug is still there, its rate dropped at least %.3g× (95%%)\n", float64(res.Reduction))
+			if c := float64(res.Confidence); c >= st.Confidence {
+				fmt.Fprintf(w, "fixed with %.4g%% confidence: %s of load watched without the crash\n", 100*st.Confidence, repro.Dur(st.Watched))
+			} else {
+				fmt.Fprintf(w, "fixed with only %.3g%% confidence: %s of load watched without the crash (--for is shorter than the %s %.4g%% needs)\n",
+					100*c, repro.Dur(st.Watched), repro.Dur(repro.SoakTime(st.MTTC, st.Confidence)), 100*st.Confidence)
+			}
+			if r := float64(res.Reduction); r >= 1 {
+				fmt.Fprintf(w, "if the bug is still there, its rate dropped at least %.3g× (95%%)\n", r)
+			} else {
+				fmt.Fprintf(w, "too short to say at 95%% that the rate dropped at all, if the bug is still there\n")
+			}
 		default:
 			fmt.Fprintf(w, "incomplete: %s of %s watched without the crash (confidence so far %.3g%%)\n",
 				repro.Dur(st.Watched), repro.Dur(st.Required), 100*float64(res.Confidence))
