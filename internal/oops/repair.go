@@ -128,8 +128,9 @@ var (
 	// Syslog/journal headers in their common shapes: "Nov 22 01:47:00 host kernel: ",
 	// "2025-11-25T02:05:51.266920+00:00 host kernel: ", " kernel:" (syslogd wall
 	// messages), with the double space some daemons print.
-	loosePrefix = regexp.MustCompile(`^(?:(?:[A-Za-z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,+-]+Z?)(?:(?: +[^ :\[]+)?? +kernel: ?| +)| *kernel: ?)`)
-	dmesgT      = regexp.MustCompile(`^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4}\] `)
+	loosePrefix = regexp.MustCompile(`^(?:(?:[A-Za-z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,+-]+Z?)(?:(?: +[^ :\[]+)?? +kernel: ?| +)| *kernel: ?|` +
+		` *[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)? +[^ :\[]+ +kernel: ?)`) // the last: a header whose date was cut
+	dmesgT = regexp.MustCompile(`^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4}\] `)
 	// A console timestamp, maybe indented or glued to its text.
 	tsGlued = regexp.MustCompile(`^[ \t]*(\[ *[0-9]+\.[0-9]+\](?:\[ *[CT][0-9]+\])?) ?`)
 )
