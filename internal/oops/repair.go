@@ -127,8 +127,9 @@ func (r *Repairs) String() string {
 var (
 	// Syslog/journal headers in their common shapes: "Nov 22 01:47:00 host kernel: ",
 	// "2025-11-25T02:05:51.266920+00:00 host kernel: ", " kernel:" (syslogd wall
-	// messages), with the double space some daemons print.
-	loosePrefix = regexp.MustCompile(`^(?:(?:[A-Za-z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,+-]+Z?)(?:(?: +[^ :\[]+)?? +kernel: ?| +)| *kernel: ?|` +
+	// messages), with the double space some daemons print, or a bare date and a tab (a
+	// log viewer's export).
+	loosePrefix = regexp.MustCompile(`^(?:(?:[A-Za-z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,+-]+Z?)(?:(?: +[^ :\[]+)?? +kernel: ?|[ \t]+)| *kernel: ?|` +
 		` *[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)? +[^ :\[]+ +kernel: ?)`) // the last: a header whose date was cut
 	dmesgT = regexp.MustCompile(`^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4}\] `)
 	// A console timestamp, maybe indented or glued to its text.
@@ -451,8 +452,10 @@ func stripTransport(l *rline) {
 	if loc := loosePrefix.FindStringIndex(s); loc != nil && loc[1] > 0 && strings.Contains(s[:loc[1]], "kernel:") {
 		s = s[loc[1]:]
 		l.syslog, stripped = true, true
-	} else if loc != nil && loc[1] > 0 && (strings.HasPrefix(s[loc[1]:], "[") || strings.HasPrefix(s[loc[1]:], "<")) && s[0] != ' ' {
-		// "Feb 25 05:12:26  [20079.489376]": a header without "kernel:".
+	} else if loc != nil && loc[1] > 0 && (strings.HasPrefix(s[loc[1]:], "[") || strings.HasPrefix(s[loc[1]:], "<") ||
+		s[loc[1]-1] == '\t') && s[0] != ' ' {
+		// "Feb 25 05:12:26  [20079.489376]": a header without "kernel:"; "2016-12-17
+		// 00:21:07<TAB>": a console capture's own stamp.
 		s = s[loc[1]:]
 		l.syslog, stripped = true, true
 	} else if loc != nil && loc[1] > 0 && s[0] != ' ' {
