@@ -530,6 +530,17 @@ func fill(r *Report, lines []string) {
 			}
 		}
 	}
+	if r.IP == nil && (r.Kind == KindRCUStall || r.Kind == KindSoftLockup || r.Kind == KindHardLockup) {
+		// A stall's NMI backtrace prints the stuck CPU's registers after its interrupt
+		// frames: that interrupted kernel IP is where the CPU was stuck.
+		for _, s := range r.Sections {
+			if s.Name == "EXC" && s.IP != nil && !s.User && s.IP.Func != "" {
+				ip := *s.IP
+				r.IP = &ip
+				break
+			}
+		}
+	}
 	if r.IP == nil && r.Kind == KindWarning {
 		// Kernels before 4.x (and arches without a trap) print no RIP for a WARN: the
 		// function is the one in the WARNING line.
