@@ -131,7 +131,7 @@ var (
 	// log viewer's export).
 	loosePrefix = regexp.MustCompile(`^(?:(?:[A-Za-z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,+-]+Z?)(?:(?: +[^ :\[]+)?? +kernel: ?|[ \t]+)| *kernel: ?|` +
 		` *[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)? +[^ :\[]+ +kernel: ?)`) // the last: a header whose date was cut
-	dmesgT = regexp.MustCompile(`^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4}\] `)
+	dmesgT = regexp.MustCompile(`^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4}\](?: |$)`)
 	// A console timestamp, maybe indented or glued to its text.
 	tsGlued = regexp.MustCompile(`^[ \t]*(\[ *[0-9]+\.[0-9]+\](?:\[ *[CT][0-9]+\])?) ?`)
 )
