@@ -494,8 +494,10 @@ func fill(r *Report, lines []string) {
 			}
 		case regs != nil && isRegisterLine(t):
 			addRegisters(regs, t)
-		case inTrace || len(r.Frames) == 0 && !ended && strings.HasPrefix(t, "[<") && armFromLine.MatchString(t):
-			// 32-bit arm prints its "from" frames without a header after the stack dump.
+		case inTrace || len(r.Frames) == 0 && !ended && strings.HasPrefix(t, "[<") && armFromLine.MatchString(t) ||
+			len(r.Frames) == 0 && !ended && r.IP != nil && headerlessTrace(lines, i):
+			// 32-bit arm prints its "from" frames without a header after the stack dump;
+			// a trimmed paste may drop the "Call Trace:" line above the frames.
 			inTrace = true
 			fs, ok := appendTraceLineFrames(lineBuf[:0], t)
 			if !ok && i > 0 && isStackStartString(t) {
@@ -568,4 +570,19 @@ func fill(r *Report, lines []string) {
 			r.Registers["RIP"] = r.IP.Addr
 		}
 	}
+}
+
+// headerlessTrace reports whether lines[i] starts a call trace whose header was cut: it
+// and the line after it are frames with their "+0x…/0x…" offsets.
+func headerlessTrace(lines []string, i int) bool {
+	if i+1 >= len(lines) {
+		return false
+	}
+	for _, l := range lines[i : i+2] {
+		t := strings.TrimPrefix(strings.TrimSpace(l), "? ")
+		if !symStart.MatchString(t) {
+			return false
+		}
+	}
+	return true
 }
