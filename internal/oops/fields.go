@@ -532,6 +532,11 @@ func fill(r *Report, lines []string) {
 			}
 		}
 	}
+	if c := r.Code; c != nil && r.Arch == "x86_64" && c.Trap < 0 && !c.Unreadable && len(c.Bytes) == 20 &&
+		!strings.Contains(strings.TrimSpace(c.Raw), "  ") {
+		// x86-64 before 2.6.24 printed 20 Code bytes starting AT the RIP, unmarked.
+		c.Trap, c.TrapLen = 0, 1
+	}
 	if r.IP == nil && (r.Kind == KindRCUStall || r.Kind == KindSoftLockup || r.Kind == KindHardLockup) {
 		// A stall's NMI backtrace prints the stuck CPU's registers after its interrupt
 		// frames: that interrupted kernel IP is where the CPU was stuck.
