@@ -64,6 +64,19 @@ func Dur(s float64) string {
 	return fmt.Sprintf("%.3g days", s/86400)
 }
 
+// rateUnit picks the unit a rate per second reads best in: the factor and its name.
+func rateUnit(r float64) (float64, string) {
+	switch {
+	case r >= 1:
+		return 1, "/s"
+	case r*60 >= 1:
+		return 60, "/min"
+	case r*3600 >= 1:
+		return 3600, "/h"
+	}
+	return 86400, "/day"
+}
+
 // WriteText prints runs and their estimate for people: counts, rate, mean time to
 // crash with intervals, the shape warning and a histogram of the times to crash.
 func WriteText(w io.Writer, label string, runs []Run, e Estimate, s Shape) {
@@ -82,9 +95,11 @@ func WriteText(w io.Writer, label string, runs []Run, e Estimate, s Shape) {
 	}
 	fmt.Fprintf(w, "; %s watched\n", Dur(e.Exposure))
 	if e.Crashes == 0 {
-		fmt.Fprintf(w, "  no crash: rate below %.3g/h (95%%), mean time to crash above %s\n", e.RateHi*3600, Dur(e.MTTCLo))
+		k, unit := rateUnit(e.RateHi)
+		fmt.Fprintf(w, "  no crash: rate below %.3g%s (95%%), mean time to crash above %s\n", e.RateHi*k, unit, Dur(e.MTTCLo))
 	} else {
-		fmt.Fprintf(w, "  rate %.3g/h (95%%: %.3g–%.3g/h)\n", e.Rate*3600, e.RateLo*3600, e.RateHi*3600)
+		k, unit := rateUnit(e.Rate)
+		fmt.Fprintf(w, "  rate %.3g%s (95%%: %.3g–%.3g%s)\n", e.Rate*k, unit, e.RateLo*k, e.RateHi*k, unit)
 		fmt.Fprintf(w, "  mean time to crash %s (95%%: %s–%s)\n", Dur(e.MTTC), Dur(e.MTTCLo), Dur(e.MTTCHi))
 	}
 	if warn := s.Warning(); warn != "" {

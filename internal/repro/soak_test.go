@@ -67,7 +67,7 @@ func TestSoak(t *testing.T) {
 			}()
 			m := tc.match
 			saves := 0
-			s := &Soak{Load: h, Watch: h, Match: &m, State: st, MaxSilence: tc.maxSilence, Poll: 5 * ms, Unreachable: 100 * ms, Step: 20 * ms,
+			s := &Soak{Load: h, Watch: h, Match: &m, State: st, MaxSilence: tc.maxSilence, Poll: 5 * ms, Unreachable: 500 * ms, Step: 20 * ms,
 				Save: func(*SoakState) error { saves++; return nil }}
 			got, err := s.Execute(context.Background())
 			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
@@ -100,16 +100,16 @@ func TestSoak(t *testing.T) {
 // TestSoakResume: a soak stopped half-way continues from its state file.
 func TestSoakResume(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "soak.json")
-	st := newState(0.2)
+	st := newState(1)
 	h := &fakeHost{}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*ms)
+	ctx, cancel := context.WithTimeout(context.Background(), 600*ms)
 	s := &Soak{Load: h, Watch: h, State: st, Poll: 5 * ms, Save: func(st *SoakState) error { return st.Save(path) }}
 	if _, err := s.Execute(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v", err)
 	}
 	cancel()
 	back, err := LoadState(path)
-	if err != nil || back == nil || back.Verdict != VerdictIncomplete || back.Watched < 0.05 || back.Watched > 0.15 {
+	if err != nil || back == nil || back.Verdict != VerdictIncomplete || back.Watched < 0.3 || back.Watched > 0.7 {
 		t.Fatalf("state %+v, %v", back, err)
 	}
 	start := time.Now()
@@ -118,7 +118,7 @@ func TestSoakResume(t *testing.T) {
 	if err != nil || got.Verdict != VerdictFixed {
 		t.Fatalf("resumed: %+v, %v", got, err)
 	}
-	if d := time.Since(start); d > 170*ms {
+	if d := time.Since(start); d > 900*ms {
 		t.Errorf("the resumed soak took %s, as if from the start", d)
 	}
 }

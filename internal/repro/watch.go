@@ -106,7 +106,7 @@ func (p *poller) poll(ctx context.Context, now time.Time) (Observation, error) {
 			p.failing = now
 		}
 		if now.Sub(p.failing) > p.unreachable {
-			return obs, fmt.Errorf("%w for %s: %v", ErrUnreachable, now.Sub(p.failing).Round(time.Second), err)
+			return obs, fmt.Errorf("%w for %s: %v", ErrUnreachable, now.Sub(p.failing).Round(100*time.Millisecond), err)
 		}
 		return obs, nil
 	}
