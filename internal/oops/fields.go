@@ -7,15 +7,17 @@ import (
 )
 
 var (
-	cpuLine        = regexp.MustCompile(`^CPU: ([0-9]+) (?:UID: [0-9]+ )?PID: ([0-9]+) Comm: (.*?) (Not tainted|Tainted: [A-Z ]*?) +([0-9]\S*)(?: +(.*))?$`)
-	faultAddrRes   = res(`address: ([0-9a-f]+)`, `at virtual address ([0-9a-f]+)`, `dereference at ([0-9a-f]+)`, `paging request at ([0-9a-f]+)`, `non-canonical address (0x[0-9a-f]+)`, `at addr ([0-9a-f]+)`)
-	errorCodeRes   = res(`^Oops: ([0-9a-f]+) \[#`, `: ([0-9a-f]{4}) \[#[0-9]+\]`, `#PF: error_code\((0x[0-9a-f]+)\)`, `Internal error: [^:]*: ([0-9a-f]+) \[#`)
-	kasanHint      = regexp.MustCompile(`KASAN: (?:null-ptr-deref|maybe wild-memory-access|probably user-memory-access|maybe user-memory-access|wild-memory-access) in range \[[^\]]*\]`)
-	sourceRes      = res(`kernel BUG at ([^!\s]+)!`, `WARNING: .* at {{SRC}} `, `WARNING: {{SRC}} at `)
-	lockupTask     = regexp.MustCompile(`CPU#([0-9]+) stuck for [0-9]+s! \[(.*):([0-9]+)\]`)
-	hungTaskRe     = regexp.MustCompile(`INFO: task (.*):([0-9]+) blocked`)
-	armPCLine      = regexp.MustCompile(`(pc|lr|pstate) ?: (?:\[<)?([0-9a-f]+)`)
-	ripLine        = regexp.MustCompile(`^(RIP|EIP|pc|NIP|IP): ?(?:([0-9a-f]{4}):)?(.*)$`)
+	cpuLine      = regexp.MustCompile(`^CPU: ([0-9]+) (?:UID: [0-9]+ )?PID: ([0-9]+) Comm: (.*?) (Not tainted|Tainted: [A-Z ]*?) +([0-9]\S*)(?: +(.*))?$`)
+	faultAddrRes = res(`address: ([0-9a-f]+)`, `at virtual address ([0-9a-f]+)`, `dereference at ([0-9a-f]+)`, `paging request at ([0-9a-f]+)`, `non-canonical address (0x[0-9a-f]+)`, `at addr ([0-9a-f]+)`)
+	errorCodeRes = res(`^Oops: ([0-9a-f]+) \[#`, `: ([0-9a-f]{4}) \[#[0-9]+\]`, `#PF: error_code\((0x[0-9a-f]+)\)`, `Internal error: [^:]*: ([0-9a-f]+) \[#`)
+	kasanHint    = regexp.MustCompile(`KASAN: (?:null-ptr-deref|maybe wild-memory-access|probably user-memory-access|maybe user-memory-access|wild-memory-access) in range \[[^\]]*\]`)
+	sourceRes    = res(`kernel BUG at ([^!\s]+)!`, `WARNING: .* at {{SRC}} `, `WARNING: {{SRC}} at `)
+	lockupTask   = regexp.MustCompile(`CPU#([0-9]+) stuck for [0-9]+s! \[(.*):([0-9]+)\]`)
+	hungTaskRe   = regexp.MustCompile(`INFO: task (.*):([0-9]+) blocked`)
+	armPCLine    = regexp.MustCompile(`(pc|lr|pstate) ?: (?:\[<)?([0-9a-f]+)`)
+	ripLine      = regexp.MustCompile(`^(RIP|EIP|pc|NIP|IP): ?(?:([0-9a-f]{4}):)?(.*)$`)
+	// The access a sanitizer caught: "BUG: KASAN: slab-out-of-bounds in foo+0x1a/0x40".
+	sanitizerFunc  = regexp.MustCompile(`BUG: K(?:ASAN|FENCE|MSAN): [a-z -]+ in ([A-Za-z0-9_.]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[A-Za-z0-9_]+\])?)`)
 	warnFunc       = regexp.MustCompile(`WARNING: .*at \S+:[0-9]+ ([A-Za-z0-9_.]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[A-Za-z0-9_]+\])?)`)
 	decimalSym     = regexp.MustCompile(`^[A-Za-z0-9_.]+\+[0-9]+/[0-9]+$`)
 	decodedFrameRe = regexp.MustCompile(`^([A-Za-z0-9_.]+) \((\S+:[0-9]+)[^)]*\)( \[inline\])?\s*$`)
@@ -545,6 +547,14 @@ func fill(r *Report, lines []string) {
 				ip := *s.IP
 				r.IP = &ip
 				break
+			}
+		}
+	}
+	if r.IP == nil && (r.Kind == KindKASAN || r.Kind == KindKFENCE || r.Kind == KindKMSAN) {
+		// No registers: the header names the function that made the bad access.
+		if m := sanitizerFunc.FindStringSubmatch(first); m != nil {
+			if f, ok := parseFrame(m[1]); ok {
+				r.IP = &f
 			}
 		}
 	}
