@@ -131,7 +131,8 @@ var (
 	// log viewer's export).
 	loosePrefix = regexp.MustCompile(`^(?:(?:[A-Za-z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,+-]+Z?)(?:(?: +[^ :\[]+)?? +kernel: ?|[ \t]+)| *kernel: ?|` +
 		` *[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)? +[^ :\[]+ +kernel: ?)`) // the last: a header whose date was cut
-	dmesgT = regexp.MustCompile(`^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4}\](?: |$)`)
+	commentLeader = regexp.MustCompile(`^[ \t]{0,4}\* \[ *[0-9]+\.[0-9]+\]`)
+	dmesgT        = regexp.MustCompile(`^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4}\](?: |$)`)
 	// A console timestamp, maybe indented or glued to its text.
 	tsGlued = regexp.MustCompile(`^[ \t]*(\[ *[0-9]+\.[0-9]+\](?:\[ *[CT][0-9]+\])?) ?`)
 )
@@ -173,7 +174,8 @@ func damaged(text []byte) bool {
 					return true // an indented console line
 				}
 			}
-			if i <= 4 && i < len(line) && (line[i] == '>' || line[i] == '|' && i+1 < len(line) && line[i+1] == ' ') {
+			if i <= 4 && i < len(line) && (line[i] == '>' || (line[i] == '|' || line[i] == '*' && i+2 < len(line) && line[i+2] == '[') &&
+				i+1 < len(line) && line[i+1] == ' ') {
 				if quoted++; quoted >= 3 {
 					return true // indented quoting ("  |  ", "  > ")
 				}
@@ -446,6 +448,11 @@ func stripTransport(l *rline) {
 		}
 		s = s[i:]
 		l.depth = d
+		l.events = append(l.events, repQuote)
+	}
+	if commentLeader.MatchString(s) {
+		// A log pasted into a C block comment: " * [   7.666305] …".
+		s = s[strings.IndexByte(s, '*')+2:]
 		l.events = append(l.events, repQuote)
 	}
 	stripped := false
