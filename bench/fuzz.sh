@@ -21,6 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-5}
 minimize=${FUZZ_MINIMIZE:-1x}
+logs=${FUZZ_LOGS:-${TMPDIR:-/tmp}/kcrash-fuzz}  # a failed target's whole output is kept here
+mkdir -p "$logs"
 filter=${2:-.}
 [[ $minutes =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "usage: $0 [MINUTES] [REGEXP]" >&2; exit 2; }
 
@@ -56,7 +58,9 @@ for t in "${targets[@]}"; do
 	if ((rc != 0)); then
 		failed=1
 		added=$(comm -13 <(echo "$before") <(ls "$corpus" 2>/dev/null | sort) | sed "s|^|$corpus/|" | tr '\n' ' ')
-		finding="FAILED${added:+: new seed corpus case $added}"
+		kept="$logs/${dir//\//_}.$name.log"
+		cp "$log" "$kept"
+		finding="FAILED (output: $kept)${added:+; new seed corpus case: $added}"
 		echo "--- $dir $name failed; its output:" >&2
 		grep -vE '^fuzz: elapsed' "$log" | head -40 >&2
 	fi
