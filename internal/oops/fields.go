@@ -497,7 +497,7 @@ func fill(r *Report, lines []string) {
 		case regs != nil && isRegisterLine(t):
 			addRegisters(regs, t)
 		case inTrace || len(r.Frames) == 0 && !ended && strings.HasPrefix(t, "[<") && armFromLine.MatchString(t) ||
-			len(r.Frames) == 0 && !ended && r.IP != nil && headerlessTrace(lines, i):
+			len(r.Frames) == 0 && !ended && headerlessTrace(lines, i, r.IP != nil):
 			// 32-bit arm prints its "from" frames without a header after the stack dump;
 			// a trimmed paste may drop the "Call Trace:" line above the frames.
 			inTrace = true
@@ -587,15 +587,23 @@ func fill(r *Report, lines []string) {
 	}
 }
 
-// headerlessTrace reports whether lines[i] starts a call trace whose header was cut: it
-// and the line after it are frames with their "+0x…/0x…" offsets.
-func headerlessTrace(lines []string, i int) bool {
+// headerlessTrace reports whether lines[i] starts a call trace without a header (cut
+// from a paste, or never printed, as by dump_stack() on old i386): it and the line after
+// it are frames with their "+0x…/0x…" offsets, after the faulting IP or, anywhere, with
+// their "[<address>]" too.
+func headerlessTrace(lines []string, i int, afterIP bool) bool {
 	if i+1 >= len(lines) {
 		return false
 	}
 	for _, l := range lines[i : i+2] {
-		t := strings.TrimPrefix(strings.TrimSpace(l), "? ")
-		if !symStart.MatchString(t) {
+		t := strings.TrimSpace(l)
+		addr := strings.HasPrefix(t, "[<")
+		if addr {
+			if j := strings.Index(t, ">] "); j > 0 {
+				t = t[j+3:]
+			}
+		}
+		if !afterIP && !addr || !symStart.MatchString(strings.TrimPrefix(t, "? ")) {
 			return false
 		}
 	}
