@@ -68,7 +68,7 @@ func runRepro(env *cmdEnv, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	watch, closeWatch, err := openWatcher(ctx, env, *server, *udp, *db, *host)
+	watch, campaigns, closeWatch, err := openWatcher(ctx, env, *server, *udp, *db, flagGiven(fs, "db"), *host)
 	if err != nil {
 		return err
 	}
@@ -93,17 +93,27 @@ func runRepro(env *cmdEnv, args []string) error {
 			Restart: repro.ShellHook(*restart, hookEnv, env.stderr), Ready: repro.ShellHook(*ready, hookEnv, env.stderr),
 			Runs: *runs, Timeout: *timeout, RestartTimeout: *restartTimeout, ReadyTimeout: *readyTimeout,
 		}
+		rec := newRecorder(campaigns, env.stderr, "repro", *host, cmd, match.Signature, 0)
+		rec.save("running", "", nil)
 		camp.OnRun = func(rs []repro.Run) {
 			r := rs[len(rs)-1]
 			into.Runs = rs
 			into.Result, _, _ = repro.Summarize(rs)
 			save()
+			rec.run(r)
+			rec.save("running", match.Signature, into.Result)
 			fmt.Fprintf(env.stderr, "run %d/%d%s: %s\n", r.N, *runs, name, reproRunLine(r))
 		}
 		rs, err := camp.Execute(ctx)
+		into.Result, _, _ = repro.Summarize(rs)
+		status := "done"
 		if err != nil {
-			into.Error = err.Error()
+			into.Error, status = err.Error(), err.Error()
 			save()
+		}
+		rec.save(status, match.Signature, into.Result)
+		if id := rec.id(); id > 0 {
+			fmt.Fprintf(env.stderr, "recorded as campaign %d in the crash database\n", id)
 		}
 		return rs, err
 	}

@@ -75,6 +75,17 @@ func TestReproEmbedded(t *testing.T) {
 	if !strings.Contains(stderr, "run 2/2") || !strings.Contains(stderr, "BUG: unable to handle kernel NULL pointer dereference") {
 		t.Errorf("progress: %s", stderr)
 	}
+	// The campaign and its runs are in the crash database.
+	st, err := sqlite.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	camp, cruns, err := st.Campaign(context.Background(), 1)
+	if err != nil || camp.Kind != "repro" || camp.Status != "done" || camp.Signature == "" || len(cruns) != 2 || cruns[0].Report == 0 ||
+		!strings.Contains(string(camp.Result), `"crashes":2`) {
+		t.Errorf("recorded campaign %+v, runs %+v, %v", camp, cruns, err)
+	}
 	var file reproFile
 	data, _ := os.ReadFile(out)
 	if err := json.Unmarshal(data, &file); err != nil || len(file.Runs) != 2 || file.Signature == "" || file.Runs[0].Crash == nil {
@@ -146,6 +157,25 @@ func TestSoakCommand(t *testing.T) {
 	json.Unmarshal([]byte(stdout), &res)
 	if res["verdict"] != "fixed" || res["crashed"] != false || res["confidence"].(float64) < 0.95 || len(res) != 6 {
 		t.Errorf("clean soak: %s", stdout)
+	}
+	// Recorded in --db when given with --server, resumed into the same campaign.
+	db := filepath.Join(dir, "k.db")
+	sstate := filepath.Join(dir, "rec.json")
+	os.WriteFile(sstate, []byte(`{"version":1,"host":"127.0.0.1","mttc_s":0.1,"rate_per_s":10,"confidence":0.95,"required_s":0.3,"watched_s":0.1,"verdict":"incomplete","campaign":7}`), 0o644)
+	if code, _, stderr := runCmd(t, "", "soak", "--host", "127.0.0.1", "--load", "sleep 60", "--mttc", "100ms", "--server", srv, "--db", db, "--state", sstate); code != 0 {
+		t.Fatalf("recorded soak: exit %d %s", code, stderr)
+	}
+	st, err := sqlite.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	camp, cruns, err := st.Campaign(context.Background(), 1)
+	st.Close()
+	if err != nil || camp.Kind != "soak" || camp.Status != "fixed" || len(cruns) != 1 || cruns[0].Seconds < 0.3 || !strings.Contains(string(camp.Result), `"verdict":"fixed"`) {
+		t.Errorf("recorded soak %+v, runs %+v, %v", camp, cruns, err)
+	}
+	if back, _ := repro.LoadState(sstate); back == nil || back.Campaign != 1 {
+		t.Errorf("state's campaign: %+v", back)
 	}
 	// A finished soak's state answers at once.
 	if code, again, _ := runCmd(t, "", "soak", "--host", "127.0.0.1", "--load", "sleep 60", "--mttc", "100ms", "--server", srv, "--state", state, "--json"); code != 0 || again != stdout {

@@ -121,19 +121,37 @@ func runSoak(env *cmdEnv, args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	watch, closeWatch, err := openWatcher(ctx, env, *server, *udp, *db, *host)
+	watch, campaigns, closeWatch, err := openWatcher(ctx, env, *server, *udp, *db, flagGiven(fs, "db"), *host)
 	if err != nil {
 		return err
 	}
 	defer closeWatch()
+	rec := newRecorder(campaigns, env.stderr, "soak", *host, *load, st.Signature, st.Campaign)
+	rec.save("running", "", st.Result())
+	st.Campaign = rec.id()
 	s := &repro.Soak{
 		Load:  &repro.ShellLoad{Cmd: *load, Env: []string{"KCRASH_HOST=" + *host}, Output: env.stderr},
 		Watch: watch, Match: &repro.Matcher{Signature: st.Signature, Any: st.Any || st.Signature == ""},
 		State: st, MaxSilence: *maxSilence,
-		Save:     func(st *repro.SoakState) error { return st.Save(*state) },
+		Save: func(st *repro.SoakState) error {
+			rec.save("running", "", st.Result())
+			return st.Save(*state)
+		},
 		Progress: soakProgress(env.stderr),
 	}
 	st, err = s.Execute(ctx)
+	status := st.Verdict
+	if err != nil {
+		status = err.Error()
+	}
+	if rec != nil {
+		run := repro.Run{N: 1, Start: st.Started, Seconds: st.Watched, Outcome: repro.OutcomeCensored, Crash: st.Crash}
+		if st.Crash != nil {
+			run.Outcome = repro.OutcomeCrash
+		}
+		rec.run(run)
+		rec.save(status, "", st.Result())
+	}
 	if isTerminal(env.stderr) {
 		fmt.Fprintln(env.stderr)
 	}

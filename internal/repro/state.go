@@ -42,6 +42,8 @@ type SoakState struct {
 	Verdict string    `json:"verdict"`
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
+	// Campaign is the soak's id in the crash database (0: not recorded).
+	Campaign int64 `json:"campaign,omitempty"`
 }
 
 // Gap is a stretch of a soak that was not watched and does not count.
@@ -101,6 +103,8 @@ func (st *SoakState) check() error {
 		return fmt.Errorf("%d gaps", len(st.Gaps))
 	case st.Verdict == VerdictNotFixed && st.Crash == nil:
 		return errors.New("not fixed without a crash")
+	case st.Campaign < 0:
+		return fmt.Errorf("campaign %d", st.Campaign)
 	}
 	for _, f := range []struct {
 		name string
