@@ -17,7 +17,9 @@ var (
 	armPCLine    = regexp.MustCompile(`(pc|lr|pstate) ?: (?:\[<)?([0-9a-f]+)`)
 	ripLine      = regexp.MustCompile(`^(RIP|EIP|pc|NIP|IP): ?(?:([0-9a-f]{4}):)?(.*)$`)
 	// The access a sanitizer caught: "BUG: KASAN: slab-out-of-bounds in foo+0x1a/0x40".
-	sanitizerFunc  = regexp.MustCompile(`BUG: K(?:ASAN|FENCE|MSAN): [a-z -]+ in ([A-Za-z0-9_.]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[A-Za-z0-9_]+\])?)`)
+	sanitizerFunc = regexp.MustCompile(`BUG: K(?:ASAN|FENCE|MSAN): [a-z -]+ in ([A-Za-z0-9_.]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[A-Za-z0-9_]+\])?)`)
+	// KFENCE's access line heads the access trace: "Use-after-free read at 0x… (in kfence-#3):".
+	kfenceAccess   = regexp.MustCompile(`^(?:Use-after-free|Out-of-bounds|Invalid|Corrupted memory|Invalid free) [a-z ]*at 0x[0-9a-f]+.*:$`)
 	warnFunc       = regexp.MustCompile(`WARNING: .*at \S+:[0-9]+ ([A-Za-z0-9_.]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[A-Za-z0-9_]+\])?)`)
 	decimalSym     = regexp.MustCompile(`^[A-Za-z0-9_.]+\+[0-9]+/[0-9]+$`)
 	decodedFrameRe = regexp.MustCompile(`^([A-Za-z0-9_.]+) \((\S+:[0-9]+)[^)]*\)( \[inline\])?\s*$`)
@@ -381,7 +383,7 @@ func fill(r *Report, lines []string) {
 			}
 		case r.AddressHint == "" && strings.Contains(t, "KASAN: ") && kasanHint.MatchString(t):
 			r.AddressHint = kasanHint.FindString(t)
-		case t == "Call Trace:" || t == "Call trace:" || t == "Backtrace:" ||
+		case t == "Call Trace:" || t == "Call trace:" || t == "Backtrace:" || kfenceAccess.MatchString(t) ||
 			len(r.Frames) == 0 && !inTrace && strings.HasSuffix(t, "Trace:") && len(t) < 40:
 			// (A console overwrite may leave only the tail of the header: "ffff8Trace:".)
 			if !inTrace && len(r.Frames) == 0 && !ended {
