@@ -50,7 +50,7 @@ func runRepro(env *cmdEnv, args []string) error {
 	anyCrash := fs.Bool("any", false, "count any report of the host as the crash")
 	server := fs.String("server", "", "`URL` of a running kcrash serve to watch")
 	udp := fs.String("udp", ":6666", "without --server: netconsole `address` of the collector repro runs itself")
-	db := fs.String("db", filepath.Join(dataDir(), "kcrash.db"), "without --server: SQLite `file` or postgres:// URL for its reports")
+	db := fs.String("db", filepath.Join(dataDir(), "kcrash.db"), "crash database (SQLite `file` or postgres:// URL): the embedded collector's, where campaigns are recorded; with --server, recorded only when given")
 	out := fs.String("out", "", "write the result and every run to this JSON `file` after each run")
 	asJSON := fs.Bool("json", false, "print the numbers as JSON")
 	if err := parseFlags(fs, args); err != nil {

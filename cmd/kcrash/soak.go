@@ -66,7 +66,7 @@ func runSoak(env *cmdEnv, args []string) error {
 	maxSilence := fs.Duration("max-silence", 0, "void time after this long without a netconsole line from the host (0: off; needs a host that prints, e.g. a heartbeat)")
 	server := fs.String("server", "", "`URL` of a running kcrash serve to watch")
 	udp := fs.String("udp", ":6666", "without --server: netconsole `address` of the collector soak runs itself")
-	db := fs.String("db", filepath.Join(dataDir(), "kcrash.db"), "without --server: SQLite `file` or postgres:// URL for its reports")
+	db := fs.String("db", filepath.Join(dataDir(), "kcrash.db"), "crash database (SQLite `file` or postgres:// URL): the embedded collector's, where campaigns are recorded; with --server, recorded only when given")
 	asJSON := fs.Bool("json", false, "print the verdict as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
