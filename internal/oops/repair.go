@@ -131,6 +131,8 @@ var (
 	// log viewer's export).
 	loosePrefix = regexp.MustCompile(`^(?:(?:[A-Za-z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,+-]+Z?)(?:(?: +[^ :\[]+)?? +kernel: ?|[ \t]+)| *kernel: ?|` +
 		` *[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)? +[^ :\[]+ +kernel: ?)`) // the last: a header whose date was cut
+	monoKernel    = regexp.MustCompile(`^(\[ *[0-9]+\.[0-9]+\]) kernel: ?`)
+	monoKernelAny = regexp.MustCompile(`(?m)^\[ *[0-9]+\.[0-9]+\] kernel: `)
 	commentLeader = regexp.MustCompile(`^[ \t]{0,4}\* \[ *[0-9]+\.[0-9]+\]`)
 	dmesgT        = regexp.MustCompile(`^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4}\](?: |$)`)
 	// A console timestamp, maybe indented or glued to its text.
@@ -256,6 +258,9 @@ func emptyAddrs(text []byte) bool {
 // kernelPrefixes reports whether lines carry syslog/journal "kernel:" headers the
 // plain normalizer left (it rewrites only logs made mostly of them).
 func kernelPrefixes(text []byte) bool {
+	if bytes.Contains(text, []byte("] kernel: ")) && monoKernelAny.Match(text) {
+		return true
+	}
 	for from := 0; ; {
 		i := bytes.Index(text[from:], []byte("kernel:"))
 		if i < 0 {
@@ -475,6 +480,11 @@ func stripTransport(l *rline) {
 	}
 	if len(s) > 3 && s[0] == '<' && s[2] == '>' && s[1] >= '0' && s[1] <= '7' {
 		s, stripped = s[3:], true
+	}
+	if m := monoKernel.FindStringSubmatchIndex(s); m != nil {
+		// journalctl -o short-monotonic: "[35824.733029] kernel: …".
+		s, stripped = s[:m[3]]+" "+s[m[1]:], true
+		l.syslog = true
 	}
 	if m := tsGlued.FindStringSubmatchIndex(s); m != nil {
 		// Re-print the timestamp at the start of the line with one space after it.
