@@ -46,6 +46,7 @@ func runRepro(env *cmdEnv, args []string) error {
 	timeout := fs.Duration("timeout", 10*time.Minute, "a run without the crash this long is censored")
 	restartTimeout := fs.Duration("restart-timeout", 5*time.Minute, "longest the restart hook may take")
 	readyTimeout := fs.Duration("ready-timeout", 10*time.Minute, "longest to wait for the host to be back")
+	maxSilence := fs.Duration("max-silence", 0, "end a run whose host printed nothing this long, censored when last heard (0: off; for hosts that print a heartbeat)")
 	sig := fs.String("signature", "", "the crash's `signature` (a prefix is enough; default: the first crash's)")
 	anyCrash := fs.Bool("any", false, "count any report of the host as the crash")
 	server := fs.String("server", "", "`URL` of a running kcrash serve to watch")
@@ -91,7 +92,7 @@ func runRepro(env *cmdEnv, args []string) error {
 			Load:  &repro.ShellLoad{Cmd: cmd, Env: hookEnv, Output: env.stderr},
 			Watch: watch, Match: match,
 			Restart: repro.ShellHook(*restart, hookEnv, env.stderr), Ready: repro.ShellHook(*ready, hookEnv, env.stderr),
-			Runs: *runs, Timeout: *timeout, RestartTimeout: *restartTimeout, ReadyTimeout: *readyTimeout,
+			Runs: *runs, Timeout: *timeout, RestartTimeout: *restartTimeout, ReadyTimeout: *readyTimeout, MaxSilence: *maxSilence,
 		}
 		rec := newRecorder(campaigns, env.stderr, "repro", *host, cmd, match.Signature, 0)
 		rec.save("running", "", nil)
@@ -160,6 +161,8 @@ func reproRunLine(r repro.Run) string {
 	switch r.Outcome {
 	case repro.OutcomeCrash:
 		return fmt.Sprintf("crash after %s: %s (%s), seen %.0f ms after its first line", repro.Dur(r.Seconds), r.Crash.Title, r.Crash.Signature, r.Overhead*1000)
+	case repro.OutcomeSilent:
+		return fmt.Sprintf("the host went silent after %s, censored", repro.Dur(r.Seconds))
 	case repro.OutcomeOther:
 		return fmt.Sprintf("another crash after %s: %s (%s), censored", repro.Dur(r.Seconds), r.Crash.Title, r.Crash.Signature)
 	}

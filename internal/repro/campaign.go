@@ -12,6 +12,7 @@ const (
 	OutcomeCrash    = "crash"    // the target crash: its time counts
 	OutcomeCensored = "censored" // watched until the timeout without it
 	OutcomeOther    = "other"    // the host died of another crash first: censored then
+	OutcomeSilent   = "silent"   // the host went silent (MaxSilence): censored when last heard
 )
 
 // Run is one run of a campaign.
@@ -50,6 +51,10 @@ type Campaign struct {
 	// load that failed then ends the campaign, one that ended cleanly ends the run,
 	// censored when the load ended.
 	RestartTimeout, ReadyTimeout, Unreachable, Poll, Grace time.Duration
+
+	// MaxSilence ends a run whose host was not heard from this long (a hang that
+	// prints nothing), censored when it was last heard; 0 disables it.
+	MaxSilence time.Duration
 
 	// OnRun is called after every run with all runs so far (to save them).
 	OnRun func(runs []Run)
@@ -154,6 +159,10 @@ func (c *Campaign) run(ctx context.Context, p *poller, n int) (Run, error) {
 				r.Overhead = max(0, cr.Seen.Sub(cr.Time).Seconds())
 			}
 			proc.Stop()
+			return r, nil
+		}
+		if heard := later(p.lastSeen, start); c.MaxSilence > 0 && p.ok && now.Sub(heard) > c.MaxSilence {
+			r.Outcome, r.Seconds = OutcomeSilent, heard.Sub(start).Seconds()
 			return r, nil
 		}
 		if !now.Before(deadline) {
@@ -264,4 +273,11 @@ func Times(runs []Run) (crashes, censored []float64) {
 		}
 	}
 	return crashes, censored
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -212,3 +212,26 @@ func TestSummarizeAndText(t *testing.T) {
 		t.Errorf("ratio text %q", got)
 	}
 }
+
+// TestCampaignSilentHost: a host that stops printing ends its run, censored when
+// it was last heard, and is restarted (after the last run too: a campaign leaves
+// its host up).
+func TestCampaignSilentHost(t *testing.T) {
+	h := &fakeHost{}
+	h.heard()
+	restarts := 0
+	c := &Campaign{Load: h, Watch: h, Runs: 2, Timeout: 5 * time.Second, Poll: 5 * ms, MaxSilence: 100 * ms,
+		Restart: func(ctx context.Context) error { restarts++; return h.restart(ctx) }}
+	runs, err := c.Execute(context.Background())
+	if err != nil || len(runs) != 2 || restarts != 2 {
+		t.Fatalf("runs %+v, %d restarts, %v", runs, restarts, err)
+	}
+	for _, r := range runs {
+		if r.Outcome != OutcomeSilent || r.Seconds > 0.05 {
+			t.Errorf("run %d: %s after %g s", r.N, r.Outcome, r.Seconds)
+		}
+	}
+	if _, ce := Times(runs); len(ce) != 2 {
+		t.Errorf("silent runs are not censored")
+	}
+}

@@ -83,15 +83,21 @@ func WriteText(w io.Writer, label string, runs []Run, e Estimate, s Shape) {
 	if label != "" {
 		fmt.Fprintf(w, "%s\n", label)
 	}
-	other := 0
+	other, silent := 0, 0
 	for _, r := range runs {
-		if r.Outcome == OutcomeOther {
+		switch r.Outcome {
+		case OutcomeOther:
 			other++
+		case OutcomeSilent:
+			silent++
 		}
 	}
 	fmt.Fprintf(w, "  runs %d: %d crashed, %d censored", e.Runs, e.Crashes, e.Censored)
 	if other > 0 {
 		fmt.Fprintf(w, " (%d of them by another crash)", other)
+	}
+	if silent > 0 {
+		fmt.Fprintf(w, " (%d when the host went silent)", silent)
 	}
 	fmt.Fprintf(w, "; %s watched\n", Dur(e.Exposure))
 	if e.Crashes == 0 {
