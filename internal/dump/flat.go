@@ -28,7 +28,13 @@ type flatReader struct {
 	r    io.ReaderAt
 	recs []flatRecord // sorted by off, non-overlapping
 	size int64        // the seekable file's size
+	data int64        // the bytes records carry (the rest of size reads as zero)
 }
+
+// backed is how many bytes of the seekable file the stream really holds: what a
+// header may make a reader allocate. A few records far apart make size as large
+// as 2^50 from a file of kilobytes.
+func (f *flatReader) backed() int64 { return f.data }
 
 func openFlat(r io.ReaderAt, size int64) (*Dump, error) {
 	var h [32]byte
@@ -63,7 +69,7 @@ func indexFlat(r io.ReaderAt, size int64) (*flatReader, bool, error) {
 	var recs []flatRecord
 	pos := int64(flatHeaderSize)
 	overlap, truncated := false, false
-	var end int64
+	var end, data int64
 	for {
 		var hb [flatRecordHdr]byte
 		if readFull(r, hb[:], pos) != nil {
@@ -88,10 +94,11 @@ func indexFlat(r io.ReaderAt, size int64) (*flatReader, bool, error) {
 			}
 			recs = append(recs, flatRecord{off: off, size: n, pos: pos})
 			end = max(end, off+n)
+			data += n
 		}
 		pos += n
 	}
-	fr := &flatReader{r: r, size: end}
+	fr := &flatReader{r: r, size: end, data: data}
 	if overlap {
 		fr.recs = resolveOverlaps(recs)
 	} else {

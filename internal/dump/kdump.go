@@ -133,6 +133,11 @@ func newKdump(r io.ReaderAt, size int64, truncated bool) (*Dump, error) {
 	if bmLen == 0 || bmLen%2 != 0 || bmOff+bmLen > uint64(size) {
 		return nil, fmt.Errorf("kdump header: %d bitmap blocks at %#x do not fit the %d-byte file", h.BitmapBlocks, bmOff, size)
 	}
+	// The bitmaps are read whole: they must be in the input, not in a flattened
+	// file's holes (which would make a kilobyte file ask for terabytes).
+	if b, ok := r.(interface{ backed() int64 }); ok && bmLen > uint64(b.backed()) {
+		return nil, fmt.Errorf("kdump header: %d bitmap blocks (%d bytes) exceed the %d bytes the file holds", h.BitmapBlocks, bmLen, b.backed())
+	}
 	half := bmLen / 2
 	if h.MaxMapnr > half*8 {
 		return nil, fmt.Errorf("kdump header: max_mapnr %d exceeds the %d-bit bitmaps", h.MaxMapnr, half*8)
