@@ -14,32 +14,50 @@ import (
 
 // capture is one host's lines around a report, ready to parse.
 type capture struct {
+	id            string // set when spooled (captureID)
 	host, release string
 	at            time.Time
 	text          []byte
 }
 
+// captureID names a spooled capture: its host, start and text.
+func captureID(cp capture) string {
+	h := sha256.New()
+	h.Write([]byte(cp.host))
+	h.Write([]byte{0})
+	h.Write([]byte(cp.at.UTC().Format(time.RFC3339Nano)))
+	h.Write([]byte{0})
+	h.Write(cp.text)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
 func (c *Collector) analyzer() {
 	defer close(c.queue)
-	// The reports a previous run spooled and did not store go first.
+	// What a previous run spooled and did not store goes first: its reports, then
+	// the captures it had not analyzed.
 	for _, r := range c.backlog {
 		c.Stats.Queued.Add(1)
 		c.queue <- r
 	}
-	c.backlog = nil
+	for _, cp := range c.backlogCaptures {
+		c.analyzeCapture(cp)
+	}
+	c.backlog, c.backlogCaptures = nil, nil
 	for cp := range c.analyze {
 		c.analyzeCapture(cp)
 	}
 }
 
 // analyzeCapture parses a capture and queues its reports for the store, each
-// spooled first when there is a spool.
+// spooled first when there is a spool; then a spooled capture is marked analyzed.
 func (c *Collector) analyzeCapture(cp capture) {
+	spooled := true
 	for _, r := range oops.Parse(cp.text) {
 		sr := c.storeReport(cp, r)
 		if c.spool != nil {
 			if err := c.spool.add(sr); err != nil {
 				c.Stats.SpoolErrors.Add(1)
+				spooled = false
 			}
 		}
 		select {
@@ -47,6 +65,11 @@ func (c *Collector) analyzeCapture(cp capture) {
 			c.Stats.Queued.Add(1)
 		default:
 			c.Stats.QueueDrops.Add(1)
+		}
+	}
+	if c.spool != nil && cp.id != "" && spooled {
+		if err := c.spool.analyzed(cp.id); err != nil {
+			c.Stats.SpoolErrors.Add(1)
 		}
 	}
 }

@@ -107,9 +107,11 @@ type Collector struct {
 	subs    subscribers
 	logs    *logWriter
 	spool   *spool
-	backlog []*store.Report // spooled before a restart, not yet stored
-	wg      sync.WaitGroup
-	closed  chan struct{}
+	// Spooled before a restart: reports not yet stored, captures not yet analyzed.
+	backlog         []*store.Report
+	backlogCaptures []capture
+	wg              sync.WaitGroup
+	closed          chan struct{}
 }
 
 type shard struct {
@@ -157,20 +159,22 @@ func New(o Options) *Collector {
 	return c
 }
 
-// OpenSpool makes the collector's hand-off to its store durable: each report is
-// appended to the spool file at path and fsynced before it is queued for the store,
-// and marked done once stored. The reports a previous run spooled and did not store
-// are queued first when Run starts; it returns their number. Call it before Run.
+// OpenSpool makes the collector's hand-off to its store durable: each finished
+// capture is fsynced to the spool file at path before it is analyzed, and each
+// report before it is queued for the store (see spool). What a previous run spooled
+// and did not store is stored first when Run starts: it returns the number of
+// reports and captures waiting. Call it before Run.
 func (c *Collector) OpenSpool(path string) (pending int, err error) {
-	s, backlog, err := openSpool(path)
+	s, caps, backlog, err := openSpool(path)
 	if err != nil {
 		return 0, err
 	}
-	c.spool, c.backlog = s, backlog
-	return len(backlog), nil
+	c.spool, c.backlog, c.backlogCaptures = s, backlog, caps
+	return len(backlog) + len(caps), nil
 }
 
-// SpoolPending is the number of spooled reports not yet stored.
+// SpoolPending is the number of spooled reports not yet stored and captures not
+// yet analyzed.
 func (c *Collector) SpoolPending() int {
 	if c.spool == nil {
 		return 0
@@ -429,8 +433,20 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 	}
 }
 
-// dispatch hands finished captures to the analyzer, their raw logs written.
+// dispatch hands finished captures to the analyzer, their raw logs written and,
+// with a spool, the captures themselves on disk.
 func (c *Collector) dispatch(done []capture) {
+	if c.spool != nil && len(done) > 0 {
+		for i := range done {
+			done[i].id = captureID(done[i])
+		}
+		if err := c.spool.addCaptures(done); err != nil {
+			c.Stats.SpoolErrors.Add(1)
+			for i := range done {
+				done[i].id = "" // not spooled: nothing to mark
+			}
+		}
+	}
 	for _, cp := range done {
 		select {
 		case c.analyze <- cp:

@@ -12,24 +12,31 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/kcrash/kcrash/internal/store"
 )
 
-// spool is the durable hand-off between the collector and its store: each report
-// is appended to the spool file and fsynced before it is queued for the store, and
-// marked done once the store has it (stored, or found already stored). A report is
-// thus on local disk before the collector depends on any other service; after a
-// crash, the reports not marked done are stored again, and the store's report key
-// keeps one that was stored just before the crash from being stored twice.
+// spool is the durable hand-off between the collector and its store. A finished
+// capture is appended and fsynced before it is analyzed (with the other captures
+// of its tick: one fsync), its reports are appended and fsynced before they are
+// queued for the store, then the capture is marked analyzed; each report is marked
+// done once the store has it (stored, or found already stored). A report is thus on
+// local disk, as text or as its capture, from at most one 20 ms tick after its
+// capture completed, and before the collector depends on any other service. After
+// a crash the captures not marked analyzed are analyzed again and the reports not
+// marked done are stored again; the store's report key keeps a report stored just
+// before the crash from being stored twice.
 //
 // The file is a sequence of lines, each written by one write(2):
 //
+//	C <crc32 of JSON, 8 hex digits> <spoolCapture JSON>
+//	A <capture id>
 //	R <crc32 of JSON, 8 hex digits> <spoolRecord JSON>
 //	D <report key>
 //
-// A line cut short by a crash, or whose checksum does not match, is ignored: its
-// report had not been queued, since queueing follows the fsync.
+// A line cut short by a crash, or whose checksum does not match, is ignored: what
+// it held had not gone further, since that follows the fsync.
 type spool struct {
 	mu      sync.Mutex
 	path    string
@@ -45,33 +52,53 @@ type spoolRecord struct {
 	Report *store.Report `json:"report"`
 }
 
+// spoolCapture is a capture as spooled.
+type spoolCapture struct {
+	ID      string    `json:"id"`
+	Host    string    `json:"host"`
+	Release string    `json:"release,omitempty"`
+	At      time.Time `json:"at"`
+	Text    []byte    `json:"text"`
+}
+
 // spoolCompactBytes: once every spooled report is done and the file is larger, it
 // is truncated.
 const spoolCompactBytes = 1 << 20
 
-// openSpool opens (creating) the spool at path and returns the reports it holds
-// that are not done, in spool order. The file is rewritten to hold only those.
-func openSpool(path string) (*spool, []*store.Report, error) {
+// openSpool opens (creating) the spool at path and returns the captures it holds
+// that are not analyzed and the reports that are not done, in spool order. The
+// file is rewritten to hold only those.
+func openSpool(path string) (*spool, []capture, []*store.Report, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, nil, fmt.Errorf("spool: %w", err)
+		return nil, nil, nil, fmt.Errorf("spool: %w", err)
 	}
-	pending, err := readSpool(path)
+	caps, pending, err := readSpool(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	// Rewrite: the pending reports only, then rename over the old file.
+	// Rewrite: the pending captures and reports only, then rename over the old file.
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return nil, nil, fmt.Errorf("spool: %w", err)
+		return nil, nil, nil, fmt.Errorf("spool: %w", err)
 	}
 	s := &spool{path: path, pending: map[string]int{}}
 	w := bufio.NewWriter(f)
+	for _, cp := range caps {
+		line, err := captureLine(cp)
+		if err != nil {
+			f.Close()
+			return nil, nil, nil, err
+		}
+		w.Write(line)
+		s.size += int64(len(line))
+		s.pending["C"+cp.id]++
+	}
 	for _, r := range pending {
 		line, err := spoolLine(r)
 		if err != nil {
 			f.Close()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		w.Write(line)
 		s.size += int64(len(line))
@@ -91,25 +118,38 @@ func openSpool(path string) (*spool, []*store.Report, error) {
 		err = syncDir(filepath.Dir(path))
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("spool %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("spool %s: %w", path, err)
 	}
 	if s.f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
-		return nil, nil, fmt.Errorf("spool: %w", err)
+		return nil, nil, nil, fmt.Errorf("spool: %w", err)
 	}
-	return s, pending, nil
+	return s, caps, pending, nil
 }
 
-// readSpool returns the reports of the spool at path not marked done.
-func readSpool(path string) ([]*store.Report, error) {
+// checked returns the JSON of a "X <crc> <json>" line when its checksum matches.
+func checked(line []byte) ([]byte, bool) {
+	if len(line) <= 12 || line[10] != ' ' {
+		return nil, false
+	}
+	sum, err := strconv.ParseUint(string(line[2:10]), 16, 32)
+	js := line[11:]
+	return js, err == nil && uint32(sum) == crc32.ChecksumIEEE(js)
+}
+
+// readSpool returns the captures of the spool at path not marked analyzed and the
+// reports not marked done.
+func readSpool(path string) ([]capture, []*store.Report, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+		return nil, nil, fmt.Errorf("spool: %w", err)
 	}
 	var order []*store.Report
+	var caps []capture
 	done := map[string]int{}
+	analyzed := map[string]int{}
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
@@ -120,10 +160,18 @@ func readSpool(path string) ([]*store.Report, error) {
 		switch {
 		case bytes.HasPrefix(line, []byte("D ")):
 			done[string(line[2:])]++
-		case bytes.HasPrefix(line, []byte("R ")) && len(line) > 12 && line[10] == ' ':
-			sum, err := strconv.ParseUint(string(line[2:10]), 16, 32)
-			js := line[11:]
-			if err != nil || uint32(sum) != crc32.ChecksumIEEE(js) {
+		case bytes.HasPrefix(line, []byte("A ")):
+			analyzed[string(line[2:])]++
+		case bytes.HasPrefix(line, []byte("C ")):
+			js, ok := checked(line)
+			var sc spoolCapture
+			if !ok || json.Unmarshal(js, &sc) != nil || sc.ID == "" {
+				continue
+			}
+			caps = append(caps, capture{id: sc.ID, host: sc.Host, release: sc.Release, at: sc.At, text: sc.Text})
+		case bytes.HasPrefix(line, []byte("R ")):
+			js, ok := checked(line)
+			if !ok {
 				continue
 			}
 			var rec spoolRecord
@@ -142,7 +190,58 @@ func readSpool(path string) ([]*store.Report, error) {
 		}
 		pending = append(pending, r)
 	}
-	return pending, nil
+	var pendingCaps []capture
+	for _, cp := range caps {
+		if analyzed[cp.id] > 0 {
+			analyzed[cp.id]--
+			continue
+		}
+		pendingCaps = append(pendingCaps, cp)
+	}
+	return pendingCaps, pending, nil
+}
+
+func captureLine(cp capture) ([]byte, error) {
+	js, err := json.Marshal(spoolCapture{ID: cp.id, Host: cp.host, Release: cp.release, At: cp.at, Text: cp.text})
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	line := make([]byte, 0, len(js)+12)
+	line = append(line, "C "...)
+	line = fmt.Appendf(line, "%08x ", crc32.ChecksumIEEE(js))
+	line = append(line, js...)
+	return append(line, '\n'), nil
+}
+
+// addCaptures appends cps and waits until they are on disk (one fsync).
+func (s *spool) addCaptures(cps []capture) error {
+	if len(cps) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, cp := range cps {
+		line, err := captureLine(cp)
+		if err != nil {
+			return err
+		}
+		if _, err := s.f.Write(line); err != nil {
+			return fmt.Errorf("spool %s: %w", s.path, err)
+		}
+		s.size += int64(len(line))
+		s.pending["C"+cp.id]++
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("spool %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// analyzed marks the capture id analyzed: its reports are spooled. It is not
+// synced: a mark lost to a crash costs one more analysis, whose reports the store
+// already has or is given again (the same keys).
+func (s *spool) analyzed(id string) error {
+	return s.mark("C"+id, "A "+id)
 }
 
 func spoolLine(r *store.Report) ([]byte, error) {
@@ -179,13 +278,18 @@ func (s *spool) add(r *store.Report) error {
 // done marks the report with key stored. It is not synced: a mark lost to a crash
 // costs one more SaveReport of an already stored report, which the store ignores.
 func (s *spool) done(key string) error {
+	return s.mark(key, "D "+key)
+}
+
+// mark writes line for the pending entry k (a report key, or "C" and a capture id).
+func (s *spool) mark(k, mark string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pending[key] == 0 {
+	if s.pending[k] == 0 {
 		return nil
 	}
-	if s.pending[key]--; s.pending[key] == 0 {
-		delete(s.pending, key)
+	if s.pending[k]--; s.pending[k] == 0 {
+		delete(s.pending, k)
 	}
 	if len(s.pending) == 0 && s.size > spoolCompactBytes {
 		// Every report spooled is stored: start the file over.
@@ -195,7 +299,7 @@ func (s *spool) done(key string) error {
 		s.size = 0
 		return nil
 	}
-	line := append(append([]byte("D "), key...), '\n')
+	line := append([]byte(mark), '\n')
 	if _, err := s.f.Write(line); err != nil {
 		return fmt.Errorf("spool %s: %w", s.path, err)
 	}
@@ -203,7 +307,8 @@ func (s *spool) done(key string) error {
 	return nil
 }
 
-// pendingCount is the number of spooled reports not yet stored.
+// pendingCount is the number of spooled reports not yet stored and of spooled
+// captures not yet analyzed.
 func (s *spool) pendingCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -121,12 +121,61 @@ func TestSpoolKill(t *testing.T) {
 	}
 }
 
+// TestSpoolCaptures: a collector killed after spooling finished captures and
+// before analyzing them (the analyzer behind, say) leaves them to the next one,
+// which stores their reports; a torn capture line is ignored.
+func TestSpoolCaptures(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spool")
+	s, _, _, err := openSpool(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cps []capture
+	for _, f := range []string{"ACCESS_NULL.netconsole", "ACCESS_NULL.netconsole-ext"} {
+		text, err := os.ReadFile("testdata/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp := capture{host: f, at: time.Unix(1700000000, 0), text: text}
+		cp.id = captureID(cp)
+		cps = append(cps, cp)
+	}
+	if err := s.addCaptures(cps[:1]); err != nil {
+		t.Fatal(err)
+	}
+	line, err := captureLine(cps[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.f.Write(line[:len(line)/2]) // killed in the middle of the second
+	s.Close()
+
+	base := openStore(t)
+	c := New(Options{Store: base})
+	if n, err := c.OpenSpool(path); err != nil || n != 1 {
+		t.Fatalf("OpenSpool: %d waiting, %v; want 1 capture", n, err)
+	}
+	stop := run(c)
+	stop()
+	reps, err := base.Reports(context.Background(), store.ReportQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reps) != 1 || reps[0].Host != "ACCESS_NULL.netconsole" || reps[0].Kind != "null-ptr-deref" {
+		t.Fatalf("reports from the spooled capture: %+v", reps)
+	}
+	c2 := New(Options{Store: base})
+	if n, err := c2.OpenSpool(path); err != nil || n != 0 {
+		t.Errorf("second OpenSpool: %d waiting, %v; want 0", n, err)
+	}
+}
+
 // TestSpoolCompact: once every spooled report is stored, a large spool starts over.
 func TestSpoolCompact(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spool")
-	s, pending, err := openSpool(path)
-	if err != nil || len(pending) != 0 {
-		t.Fatalf("openSpool: %v %v", pending, err)
+	s, caps, pending, err := openSpool(path)
+	if err != nil || len(pending) != 0 || len(caps) != 0 {
+		t.Fatalf("openSpool: %v %v %v", caps, pending, err)
 	}
 	defer s.Close()
 	big := string(make([]byte, 64<<10))
