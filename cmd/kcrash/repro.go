@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -94,6 +95,7 @@ func runRepro(env *cmdEnv, args []string) error {
 			Restart: repro.ShellHook(*restart, hookEnv, env.stderr), Ready: repro.ShellHook(*ready, hookEnv, env.stderr),
 			Runs: *runs, Timeout: *timeout, RestartTimeout: *restartTimeout, ReadyTimeout: *readyTimeout, MaxSilence: *maxSilence,
 		}
+		camp.Note = func(s string) { fmt.Fprintf(env.stderr, "%s\n", strings.TrimSpace(s+name)) }
 		rec := newRecorder(campaigns, env.stderr, "repro", *host, cmd, match.Signature, 0)
 		rec.save("running", "", nil)
 		camp.OnRun = func(rs []repro.Run) {

@@ -60,6 +60,8 @@ type Campaign struct {
 	OnRun func(runs []Run)
 	// Progress is called while a run is watched.
 	Progress func(run int, elapsed time.Duration)
+	// Note is told what the campaign waits for between runs.
+	Note func(string)
 }
 
 func (c *Campaign) defaults() {
@@ -197,6 +199,7 @@ func (c *Campaign) run(ctx context.Context, p *poller, n int) (Run, error) {
 func (c *Campaign) recover(ctx context.Context, p *poller, r Run) error {
 	since := time.Now()
 	if c.Restart != nil {
+		c.note("restarting the host")
 		// Lines heard while the hook runs count: a hook that waits for the boot
 		// (kcrash lab target reboot) returns after the host printed it.
 		hctx, cancel := context.WithTimeout(ctx, c.RestartTimeout)
@@ -223,6 +226,11 @@ var ErrNotBack = errors.New("host did not come back")
 // crashed kernel's last lines are not taken for a new boot).
 func (c *Campaign) ready(ctx context.Context, p *poller, since time.Time) error {
 	end := time.Now().Add(c.ReadyTimeout)
+	if c.Ready != nil {
+		c.note("waiting for the ready check")
+	} else {
+		c.note("waiting for the host's netconsole stream to resume")
+	}
 	after := since
 	if c.Restart == nil {
 		after = since.Add(5 * time.Second)
@@ -280,4 +288,10 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+func (c *Campaign) note(s string) {
+	if c.Note != nil {
+		c.Note(s)
+	}
 }
