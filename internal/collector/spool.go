@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kcrash/kcrash/internal/store"
 )
 
@@ -41,6 +43,7 @@ type spool struct {
 	mu      sync.Mutex
 	path    string
 	f       *os.File
+	lock    *os.File // PATH.lock, flocked while the spool is open
 	size    int64
 	pending map[string]int // report key → records spooled and not done
 }
@@ -68,10 +71,28 @@ const spoolCompactBytes = 1 << 20
 // openSpool opens (creating) the spool at path and returns the captures it holds
 // that are not analyzed and the reports that are not done, in spool order. The
 // file is rewritten to hold only those.
-func openSpool(path string) (*spool, []capture, []*store.Report, error) {
+func openSpool(path string) (_ *spool, _ []capture, _ []*store.Report, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, nil, nil, fmt.Errorf("spool: %w", err)
 	}
+	// One collector per spool: a second would rewrite the file under the first.
+	// The kernel drops the lock when its holder dies, kill -9 included.
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("spool: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, nil, nil, fmt.Errorf("spool %s is in use by another collector", path)
+		}
+		return nil, nil, nil, fmt.Errorf("spool %s: lock: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			lock.Close()
+		}
+	}()
 	caps, pending, err := readSpool(path)
 	if err != nil {
 		return nil, nil, nil, err
@@ -82,7 +103,7 @@ func openSpool(path string) (*spool, []capture, []*store.Report, error) {
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("spool: %w", err)
 	}
-	s := &spool{path: path, pending: map[string]int{}}
+	s := &spool{path: path, lock: lock, pending: map[string]int{}}
 	w := bufio.NewWriter(f)
 	for _, cp := range caps {
 		line, err := captureLine(cp)
@@ -319,7 +340,14 @@ func (s *spool) pendingCount() int {
 	return n
 }
 
-func (s *spool) Close() error { return s.f.Close() }
+// Close closes the spool and releases its lock.
+func (s *spool) Close() error {
+	err := s.f.Close()
+	if lerr := s.lock.Close(); err == nil {
+		err = lerr
+	}
+	return err
+}
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

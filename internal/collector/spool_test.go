@@ -78,6 +78,8 @@ func TestSpoolKill(t *testing.T) {
 					return len(reps) == 1
 				})
 			}
+			// The kernel releases a killed process's lock.
+			c1.spool.lock.Close()
 			if tc.torn {
 				f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 				if err != nil {
@@ -168,6 +170,24 @@ func TestSpoolCaptures(t *testing.T) {
 	if n, err := c2.OpenSpool(path); err != nil || n != 0 {
 		t.Errorf("second OpenSpool: %d waiting, %v; want 0", n, err)
 	}
+}
+
+// TestSpoolLock: a second collector cannot open a spool in use.
+func TestSpoolLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spool")
+	s, _, _, err := openSpool(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := openSpool(path); err == nil {
+		t.Fatal("a second openSpool of a spool in use succeeded")
+	}
+	s.Close()
+	s2, _, _, err := openSpool(path)
+	if err != nil {
+		t.Fatalf("openSpool after the first closed: %v", err)
+	}
+	s2.Close()
 }
 
 // TestSpoolCompact: once every spooled report is stored, a large spool starts over.
