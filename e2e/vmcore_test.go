@@ -317,6 +317,22 @@ func btFrames(s string) (frames []frame, exc []string) {
 	return
 }
 
+var excRegsRE = regexp.MustCompile(`^RIP: ([0-9a-f]{16})  RSP: ([0-9a-f]{16})  RFLAGS: ([0-9a-f]{8})`)
+
+// inventedExceptionFrame reports an exception frame crash made up from stack
+// words: a user-half RIP with a kernel stack pointer (a kernel-mode pt_regs has a
+// kernel RIP; a user-mode one a user RSP), as in a HARDLOCKUP dump where crash
+// printed "RIP: 00000000313b09c4  RSP: ffff8a6301bb2ea0  RFLAGS: 0001ad40".
+func inventedExceptionFrame(lines []string) bool {
+	for _, l := range lines {
+		m := excRegsRE.FindStringSubmatch(strings.TrimSpace(l))
+		if m != nil && m[1] < "ffff800000000000" && m[2] >= "ffff800000000000" {
+			return true
+		}
+	}
+	return false
+}
+
 // compareBt checks the panic task's stack against crash's: the same first
 // frame (panic), the same last frame when kcrash reaches the user-mode entry,
 // and the same kernel exception frames. crash 8.0.2 does not unwind by ORC on
@@ -340,7 +356,8 @@ func compareBt(t *testing.T, crashOut, kcrashOut string) string {
 		t.Errorf("bt last frame: kcrash %+v, crash %+v", k[len(k)-1], c[len(c)-1])
 	}
 	note := ""
-	bogus := strings.Contains(crashOut, "[exception RIP: unknown or invalid address]") || strings.Contains(crashOut, "[exception RIP: no symbolic reference]")
+	bogus := strings.Contains(crashOut, "[exception RIP: unknown or invalid address]") || strings.Contains(crashOut, "[exception RIP: no symbolic reference]") ||
+		inventedExceptionFrame(cexc)
 	switch {
 	case bogus:
 		note = ", crash's exception frame is bogus"
