@@ -80,12 +80,22 @@ func New(o Options) *Server {
 		"state": func(h store.Host) string { return h.State(time.Now(), o.SilentAfter) },
 		"hex":   func(v uint64) string { return fmt.Sprintf("%016x", v) },
 		"join":  func(v []string) string { return strings.Join(v, ", ") },
+		// campaign pages (campaign.go)
+		"seconds":  seconds,
+		"ratePer":  ratePer,
+		"percent":  percent,
+		"times":    times,
+		"ttcChart": ttcChart,
 	}).ParseFS(templateFS, "templates/*.html"))
 	m := s.mux
 	m.HandleFunc("GET /{$}", s.index)
 	m.HandleFunc("GET /groups/{sig}", s.groupPage)
 	m.HandleFunc("GET /reports/{id}", s.reportPage)
 	m.HandleFunc("GET /hosts/{id}", s.hostPage)
+	m.HandleFunc("GET /campaigns", s.campaignsPage)
+	m.HandleFunc("GET /campaigns/{id}", s.campaignPage)
+	m.HandleFunc("GET /api/campaigns", s.apiCampaigns)
+	m.HandleFunc("GET /api/campaigns/{id}", s.apiCampaign)
 	m.HandleFunc("GET /api/hosts", s.apiHosts)
 	m.HandleFunc("GET /api/groups", s.apiGroups)
 	m.HandleFunc("GET /api/groups/{sig}", s.apiGroup)
@@ -218,7 +228,12 @@ func (s *Server) groupPage(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	s.render(w, "group.html", map[string]any{"Group": groupView{*g, times}, "Reports": reps})
+	camps, err := s.listCampaigns(r.Context(), sig)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	s.render(w, "group.html", map[string]any{"Group": groupView{*g, times}, "Reports": reps, "Campaigns": camps})
 }
 
 func (s *Server) hostPage(w http.ResponseWriter, r *http.Request) {
