@@ -27,7 +27,7 @@ go build -o "$bin" ./cmd/kcrash
 # warm reset). Each is cached by its recipe: a warm run boots nothing.
 "$bin" lab run
 "$bin" lab run --kernel 6.12
-for s in race regression hardware pstore; do
+for s in race regression hardware pstore repro; do
 	echo "test.sh: lab scenario $s ($(date -u +%T))" >&2
 	"$bin" lab scenario "$s"
 done

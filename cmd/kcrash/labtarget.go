@@ -242,7 +242,7 @@ func runLabLoad(ctx context.Context, env *cmdEnv, args []string) error {
 }
 
 func runLabScenario(ctx context.Context, env *cmdEnv, args []string) error {
-	c := subFlagSet(env, "scenario", "race|regression|hardware|pstore [--kernel ABI] [--kernels A,B,C --gate ABI] [--pps N] [--runs N] [--force] [--json]",
+	c := subFlagSet(env, "scenario", "race|regression|hardware|pstore|repro [--kernel ABI] [--kernels A,B,C --gate ABI] [--pps N] [--runs N] [--force] [--json]",
 		"run a whole crash story on the lab (cached by recipe) and say what happened, with paths to its artifacts")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fs := newFlagSet(env, c)
@@ -251,7 +251,8 @@ func runLabScenario(ctx context.Context, env *cmdEnv, args []string) error {
 			"  race        the receive-path race: crashes under a UDP flood, idle, and with fixed=1\n"+
 			"  regression  targets on several kernel ABIs under load, the race gated at one of them\n"+
 			"  hardware    a host with machine checks and bit flips (crashes that wander) and a healthy one\n"+
-			"  pstore      an oops kept by ramoops across a warm reset and read back on the next boot\n")
+			"  pstore      an oops kept by ramoops across a warm reset and read back on the next boot\n"+
+			"  repro       kcrash repro (flood vs idle) and kcrash soak (fixed=1 and buggy) on a target with the race\n")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
@@ -264,7 +265,7 @@ func runLabScenario(ctx context.Context, env *cmdEnv, args []string) error {
 	kernels := fs.String("kernels", "", "regression: the ABIs, comma separated (default: the three newest of the default series)")
 	gate := fs.String("gate", "", "regression: the first ABI with the race (default: the middle one)")
 	pps := fs.Int("pps", 20000, "the flood's packet rate")
-	runs := fs.Int("runs", 0, "loaded runs per target (race 5, regression 2, hardware bit-flip boots 5)")
+	runs := fs.Int("runs", 0, "loaded runs per target (race 5, regression 2, hardware bit-flip boots 5, repro flood runs 5)")
 	parallel := fs.Int("parallel", 2, "guests at once")
 	force := fs.Bool("force", false, "rerun even when a result of the same recipe is cached")
 	asJSON := fs.Bool("json", false, "print the result as JSON")

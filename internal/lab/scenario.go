@@ -47,7 +47,7 @@ type ScenarioOptions struct {
 
 // ScenarioNames are the scenarios RunScenario knows, in the order a full lab run
 // does them.
-var ScenarioNames = []string{"race", "regression", "hardware", "pstore"}
+var ScenarioNames = []string{"race", "regression", "hardware", "pstore", "repro"}
 
 // RunScenario runs (or returns the cached result of) the named scenario and
 // returns its result as JSON, plus whether it came from the cache.
@@ -77,6 +77,9 @@ func RunScenario(ctx context.Context, cfg Config, name string, o ScenarioOptions
 		kernels, err = resolveAll(ctx, []string{o.Kernel})
 	case "pstore":
 		run = runPstoreScenario
+		kernels, err = resolveAll(ctx, []string{o.Kernel})
+	case "repro":
+		run = runReproScenario
 		kernels, err = resolveAll(ctx, []string{o.Kernel})
 	default:
 		return nil, false, fmt.Errorf("no lab scenario %q (%s)", name, strings.Join(ScenarioNames, ", "))
