@@ -293,6 +293,35 @@ func (g *Guest) waitSerial(ctx context.Context, s string, timeout time.Duration)
 	return true
 }
 
+// watched is how a watched boot ended: a crash (with the time from start to
+// QEMU's panic event and the report that brought it down) or the limit reached.
+type watched struct {
+	Crashed bool
+	Seconds float64
+	Crash   *Crash
+	Console []byte
+}
+
+// endOf reads how a boot watched since start ended; an outcome that is neither
+// a panic nor the limit (the guest powered off, QEMU went away) is an error.
+func (g *scenarioGuest) endOf(outcome Outcome, start time.Time) (watched, error) {
+	var w watched
+	w.Console, _ = os.ReadFile(g.Serial)
+	switch outcome {
+	case OutcomePanic:
+		at := g.panicTime()
+		if at.IsZero() {
+			at = time.Now()
+		}
+		w.Crashed, w.Seconds, w.Crash = true, round3(at.Sub(start).Seconds()), firstCrash(w.Console)
+	case OutcomeTimeout:
+		w.Seconds = round3(time.Since(start).Seconds())
+	default:
+		return w, fmt.Errorf("%s: guest ended with %s, neither a crash nor still running (see %s)", g.Spec.Name, outcome, g.Serial)
+	}
+	return w, nil
+}
+
 // panicTime is when QEMU reported the guest's panic (pvpanic), or zero.
 func (g *Guest) panicTime() time.Time {
 	for _, ev := range g.Events {

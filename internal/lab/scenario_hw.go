@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 )
@@ -98,21 +97,10 @@ func hardwareRun(ctx context.Context, k *Kernel, dir, name, fault string, limit 
 	if err != nil {
 		return run, err
 	}
-	data, _ := os.ReadFile(g.Serial)
-	run.MCELines = mceLines(data)
-	switch outcome {
-	case OutcomePanic:
-		run.Crashed = true
-		at := g.panicTime()
-		if at.IsZero() {
-			at = time.Now()
-		}
-		run.Seconds = round3(at.Sub(start).Seconds())
-		run.Crash = firstCrash(data)
-	case OutcomeTimeout:
-		run.Seconds = round3(time.Since(start).Seconds())
-	default:
-		return run, fmt.Errorf("%s: guest ended with %s (see %s)", name, outcome, g.Serial)
+	w, err := g.endOf(outcome, start)
+	run.Crashed, run.Seconds, run.Crash, run.MCELines = w.Crashed, w.Seconds, w.Crash, mceLines(w.Console)
+	if err != nil {
+		return run, err
 	}
 	return run, nil
 }

@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 )
 
@@ -81,20 +80,10 @@ func raceRun(ctx context.Context, spec bootSpec, pps int, limit time.Duration) (
 	if err != nil {
 		return run, err
 	}
-	switch outcome {
-	case OutcomePanic:
-		run.Crashed = true
-		at := g.panicTime()
-		if at.IsZero() {
-			at = time.Now()
-		}
-		run.Seconds = round3(at.Sub(start).Seconds())
-		data, _ := os.ReadFile(g.Serial)
-		run.Crash = firstCrash(data)
-	case OutcomeTimeout:
-		run.Seconds = round3(time.Since(start).Seconds())
-	default:
-		return run, fmt.Errorf("%s: guest ended with %s, neither a crash nor still running (see %s)", spec.Name, outcome, g.Serial)
+	w, err := g.endOf(outcome, start)
+	run.Crashed, run.Seconds, run.Crash = w.Crashed, w.Seconds, w.Crash
+	if err != nil {
+		return run, err
 	}
 	return run, nil
 }

@@ -41,8 +41,8 @@ func TestExtractPstore(t *testing.T) {
 		t.Fatalf("extractPstore = %q %q %v", recs, order, err)
 	}
 	for _, bad := range []string{
-		"LAB: pstore-record a 5\nAAAA\n",                       // no end
-		"LAB: pstore-record a 5\n!!!!\nLAB: pstore-end a\n",    // not base64
+		"LAB: pstore-record a 5\nAAAA\n",                        // no end
+		"LAB: pstore-record a 5\n!!!!\nLAB: pstore-end a\n",     // not base64
 		"LAB: pstore-record a 9\naGVsbG8=\nLAB: pstore-end a\n", // size mismatch
 	} {
 		if _, _, err := extractPstore([]byte(bad)); err == nil {
