@@ -138,10 +138,11 @@ func TestReproCampaignPages(t *testing.T) {
 	}
 	var list struct {
 		Campaigns []struct {
-			ID     int64  `json:"id"`
-			Kind   string `json:"kind"`
-			Load   string `json:"load"`
-			Status string `json:"status"`
+			ID        int64  `json:"id"`
+			Kind      string `json:"kind"`
+			Signature string `json:"signature"`
+			Load      string `json:"load"`
+			Status    string `json:"status"`
 		} `json:"campaigns"`
 	}
 	err = json.NewDecoder(resp.Body).Decode(&list)
@@ -150,11 +151,12 @@ func TestReproCampaignPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	var flood int64
+	var sig string
 	verdicts := map[string]int64{}
 	for _, c := range list.Campaigns {
 		switch {
 		case c.Kind == "repro" && strings.Contains(c.Load, "lab load"):
-			flood = c.ID
+			flood, sig = c.ID, c.Signature
 		case c.Kind == "soak":
 			verdicts[c.Status] = c.ID
 		}
@@ -167,10 +169,15 @@ func TestReproCampaignPages(t *testing.T) {
 	if n := strings.Count(dom, `class="run"`); n != r.Repro.Runs {
 		t.Errorf("flood campaign page: %d runs, want %d", n, r.Repro.Runs)
 	}
-	for _, want := range []string{`<svg class="ttc"`, "Mean time to crash</th>", "(95%:"} {
+	for _, want := range []string{`<svg class="ttc"`, "Mean time to crash</th>", "(95%:", `href="/reports/`, `href="/groups/` + sig + `"`} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("flood campaign page lacks %q", want)
 		}
+	}
+	// The crash group (the runs' reports, stored as a collector would) links back.
+	group := string(chromium(t, browser, "--dump-dom", fmt.Sprintf("http://%s/groups/%s", s.http, sig)))
+	if !strings.Contains(group, "netrace_rcv") || !strings.Contains(group, fmt.Sprintf(`href="/campaigns/%d"`, flood)) {
+		t.Errorf("the group page of %s does not link the campaign %d", sig, flood)
 	}
 	for verdict, id := range verdicts {
 		page := string(chromium(t, browser, "--dump-dom", fmt.Sprintf("http://%s/campaigns/%d", s.http, id)))

@@ -186,7 +186,7 @@ func runReproScenario(ctx context.Context, cfg *Config, o ScenarioOptions, dir s
 		return nil, err
 	}
 	t := &reproTarget{st: st, k: k, cfg: cfg}
-	w := &consoleWatcher{st: st}
+	w := &consoleWatcher{st: st, db: db}
 	match := &repro.Matcher{}
 	floodName := fmt.Sprintf("kcrash lab load --pps %d", o.PPS)
 	measure := func(name string, load repro.Load, n int, limit time.Duration) ([]repro.Run, error) {
@@ -280,9 +280,11 @@ func record(ctx context.Context, cs store.Campaigns, kind, load, sig, status str
 // consoleWatcher is a repro.Watcher of a target's serial console (console.log):
 // a report arrives when its first byte reached the file (timed by the poll that
 // saw the file grow past it), and is returned once complete (the panic's trailer
-// printed, or the console quiet for a second).
+// printed, or the console quiet for a second), stored in the crash database.
 type consoleWatcher struct {
-	st      *TargetState
+	st *TargetState
+	// db, when set, stores every report as a collector would.
+	db      store.Store
 	started bool
 	boot    int64 // the console offset of the boot being read
 	seen    int   // reports of this boot already returned
@@ -325,11 +327,37 @@ func (w *consoleWatcher) Poll(ctx context.Context) (repro.Observation, error) {
 	}
 	reps := oops.Parse(data)
 	for _, r := range reps[min(w.seen, len(reps)):] {
-		obs.Reports = append(obs.Reports, repro.Crash{Host: w.st.Name, Time: w.arrival(int64(r.Start)), Seen: now,
-			Kind: string(r.Kind), Title: r.Title, Signature: r.Signature, Panicked: r.Panicked})
+		c := repro.Crash{Host: w.st.Name, Time: w.arrival(int64(r.Start)), Seen: now,
+			Kind: string(r.Kind), Title: r.Title, Signature: r.Signature, Panicked: r.Panicked}
+		c.ID = w.save(ctx, data, r, c.Time)
+		obs.Reports = append(obs.Reports, c)
 	}
 	w.seen = max(w.seen, len(reps))
 	return obs, nil
+}
+
+// save stores a report in the crash database, as a collector would (best effort:
+// 0 when there is none or it fails).
+func (w *consoleWatcher) save(ctx context.Context, boot []byte, r *oops.Report, at time.Time) int64 {
+	if w.db == nil {
+		return 0
+	}
+	start, end := max(0, min(r.Start, len(boot))), max(0, min(r.End, len(boot)))
+	start = bytes.LastIndexByte(boot[:start], '\n') + 1
+	end = max(start, end)
+	parsed, _ := json.Marshal(r)
+	release := r.Release
+	if release == "" {
+		release = w.st.ABI
+	}
+	rep := &store.Report{Key: fmt.Sprintf("%s %s boot %d at %d", w.st.Dir, w.st.Started.Format(time.RFC3339Nano), w.boot, start),
+		Host: w.st.Name, Time: at, Kind: string(r.Kind), Title: r.Title, Signature: r.Signature, Release: release,
+		Corrupted: r.Corrupted, Panicked: r.Panicked, Text: string(boot[start:end]), Parsed: parsed}
+	id, _, err := w.db.SaveReport(ctx, rep)
+	if err != nil {
+		return 0
+	}
+	return id
 }
 
 // arrival is when the console first held byte off of the boot.

@@ -5,8 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/kcrash/kcrash/internal/store"
+	"github.com/kcrash/kcrash/internal/store/sqlite"
 )
 
 // TestConsoleWatcher: the repro scenario's watcher returns each report of the
@@ -26,8 +30,14 @@ func TestConsoleWatcher(t *testing.T) {
 	half := bytes.IndexByte(oops[len(oops)/2:], '\n') + len(oops)/2 + 1
 	dir := t.TempDir()
 	st := &TargetState{TargetOptions: TargetOptions{Name: "t"}, Dir: dir, Started: time.Now()}
-	w := &consoleWatcher{st: st}
 	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	w := &consoleWatcher{st: st, db: db}
+	ids := map[int64]bool{}
 	appendConsole := func(b []byte) {
 		f, err := os.OpenFile(filepath.Join(dir, "console.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -69,6 +79,10 @@ func TestConsoleWatcher(t *testing.T) {
 			t.Fatalf("%s: %d reports, want %d: %+v", step.name, len(obs.Reports), step.reports, obs.Reports)
 		}
 		for _, r := range obs.Reports {
+			if r.ID == 0 || ids[r.ID] {
+				t.Errorf("%s: report stored as %d (stored before: %v)", step.name, r.ID, ids)
+			}
+			ids[r.ID] = true
 			if r.Signature == "" || r.Title == "" || !r.Panicked || r.Host != "t" {
 				t.Errorf("%s: %+v", step.name, r)
 			}
@@ -86,5 +100,16 @@ func TestConsoleWatcher(t *testing.T) {
 			t.Errorf("%s: the console was never heard", step.name)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	reps, err := db.Reports(ctx, store.ReportQuery{Host: "t"})
+	if err != nil || len(reps) != 2 || reps[0].Signature != reps[1].Signature {
+		t.Fatalf("stored reports %+v, %v: want the two crashes", reps, err)
+	}
+	rep, err := db.Report(ctx, reps[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(rep.Text, "[") || !strings.Contains(rep.Text, "BUG: kernel NULL pointer") {
+		t.Errorf("stored report %d:\n%.300s", rep.ID, rep.Text)
 	}
 }
