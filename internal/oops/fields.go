@@ -383,7 +383,7 @@ func fill(r *Report, lines []string) {
 			}
 		case r.AddressHint == "" && strings.Contains(t, "KASAN: ") && kasanHint.MatchString(t):
 			r.AddressHint = kasanHint.FindString(t)
-		case t == "Call Trace:" || t == "Call trace:" || t == "Backtrace:" || kfenceAccess.MatchString(t) ||
+		case t == "Call Trace:" || t == "Call trace:" || t == "Backtrace:" || isKFENCEAccess(t) ||
 			len(r.Frames) == 0 && !inTrace && strings.HasSuffix(t, "Trace:") && len(t) < 40:
 			// (A console overwrite may leave only the tail of the header: "ffff8Trace:".)
 			if !inTrace && len(r.Frames) == 0 && !ended {
@@ -610,4 +610,10 @@ func headerlessTrace(lines []string, i int, afterIP bool) bool {
 		}
 	}
 	return true
+}
+
+// isKFENCEAccess is kfenceAccess.MatchString(t), with a literal precheck first: every
+// match ends in ':' and holds "at 0x" (the regexp would otherwise run on every line).
+func isKFENCEAccess(t string) bool {
+	return len(t) > 0 && t[len(t)-1] == ':' && strings.Contains(t, "at 0x") && kfenceAccess.MatchString(t)
 }
