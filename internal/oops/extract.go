@@ -96,10 +96,20 @@ func namedInProse(line []byte, header string) bool {
 	return false
 }
 
+// recognizerHeaders holds each recognizer's header as bytes, for claim: a []byte(string)
+// conversion longer than 32 bytes allocates, and claim runs on every candidate line.
+var recognizerHeaders = func() [][]byte {
+	hs := make([][]byte, len(recognizers))
+	for i, r := range recognizers {
+		hs[i] = []byte(r.header)
+	}
+	return hs
+}()
+
 // claim returns the first recognizer whose header is in line, or nil.
 func claim(line []byte) *recognizer {
-	for _, r := range recognizers {
-		if !bytes.Contains(line, []byte(r.header)) {
+	for i, r := range recognizers {
+		if !bytes.Contains(line, recognizerHeaders[i]) {
 			continue
 		}
 		if r.match != nil && !r.match.Match(line) {
