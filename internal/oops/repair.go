@@ -132,7 +132,7 @@ var (
 	loosePrefix = regexp.MustCompile(`^(?:(?:[A-Za-z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,+-]+Z?)(?:(?: +[^ :\[]+)?? +kernel: ?|[ \t]+)| *kernel: ?|` +
 		` *[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)? +[^ :\[]+ +kernel: ?)`) // the last: a header whose date was cut
 	monoKernel    = regexp.MustCompile(`^(\[ *[0-9]+\.[0-9]+\]) kernel: ?`)
-	monoKernelAny = regexp.MustCompile(`(?m)^\[ *[0-9]+\.[0-9]+\] kernel: `)
+	monoKernelAny = regexp.MustCompile(`(?m)^\[ *[0-9]+\.[0-9]+\] kernel: `) // kernelPrefixes checks it by hand (monoStamp)
 	commentLeader = regexp.MustCompile(`^[ \t]{0,4}\* \[ *[0-9]+\.[0-9]+\]`)
 	dmesgT        = regexp.MustCompile(`^\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4}\](?: |$)`)
 	// A console timestamp, maybe indented or glued to its text.
@@ -148,7 +148,6 @@ func damaged(text []byte) bool {
 	quoted, soft, prevCode := 0, 0, false
 	up, down := 0, 0
 	var prevTS []byte
-	framesBefore := 0 // frame lines just above this one
 	for pos := 0; pos < len(text); {
 		end := lineEnd(text, pos)
 		line := text[pos:end]
@@ -220,21 +219,40 @@ func damaged(text []byte) bool {
 		if prevCode && n == 0 && isHexBytes(tb) {
 			return true
 		}
-		isFrame := len(body) > 1 && body[0] == ' ' && frameName(bytes.TrimPrefix(tb, []byte("? "))) != nil
-		if framesBefore >= 2 && len(tb) > 10 && tb[0] == 'C' && (bytes.Equal(tb, []byte("Call Trace:")) || bytes.Equal(tb, []byte("Call trace:"))) {
+		if len(tb) > 10 && tb[0] == 'C' && (bytes.Equal(tb, []byte("Call Trace:")) || bytes.Equal(tb, []byte("Call trace:"))) &&
+			framesAbove(text, end-len(line), 2) {
 			return true // frames above their "Call Trace:": a newest-first log
 		}
-		if isFrame {
-			framesBefore++
-		} else {
-			framesBefore = 0
-		}
 		prevCode = len(tb) > 6 && tb[0] == 'C' && bytes.HasPrefix(tb, []byte("Code: "))
-		if len(body) > 2 && body[len(body)-1] == ':' && regNameEnd(body[len(body)-2]) && danglingReg.Match(body) {
+		if len(body) > 2 && body[len(body)-1] == ':' && regNameEnd(body[len(body)-2]) && danglingRegAt(body) {
 			return true
 		}
 	}
 	return false
+}
+
+// framesAbove reports whether the n non-empty lines above the line starting at pos are
+// frame lines (console prefix, indentation, maybe "? ", then a frame). Only a "Call
+// Trace:" line asks, so the lines are not checked one by one on the way.
+func framesAbove(text []byte, pos, n int) bool {
+	for end := pos - 1; n > 0; {
+		if end < 0 {
+			return false
+		}
+		start := bytes.LastIndexByte(text[:end], '\n') + 1
+		line := text[start:end]
+		end = start - 1
+		if len(line) == 0 {
+			continue // damaged skips empty lines
+		}
+		body := line[prefixLen(line):]
+		tb := bytes.TrimLeft(body, " ")
+		if !(len(body) > 1 && body[0] == ' ' && frameName(bytes.TrimPrefix(tb, []byte("? "))) != nil) {
+			return false
+		}
+		n--
+	}
+	return true
 }
 
 // emptyAddrs reports whether a frame or IP line shows "[]" where HTML ate an address.
@@ -258,9 +276,6 @@ func emptyAddrs(text []byte) bool {
 // kernelPrefixes reports whether lines carry syslog/journal "kernel:" headers the
 // plain normalizer left (it rewrites only logs made mostly of them).
 func kernelPrefixes(text []byte) bool {
-	if bytes.Contains(text, []byte("] kernel: ")) && monoKernelAny.Match(text) {
-		return true
-	}
 	for from := 0; ; {
 		i := bytes.Index(text[from:], []byte("kernel:"))
 		if i < 0 {
@@ -268,6 +283,9 @@ func kernelPrefixes(text []byte) bool {
 		}
 		at := from + i
 		ls := bytes.LastIndexByte(text[:at], '\n') + 1
+		if at+7 < len(text) && text[at+7] == ' ' && monoStamp(text[ls:at]) {
+			return true // monoKernelAny: a "[  12.345678] kernel: " line
+		}
 		if at-ls < 80 && loosePrefix.Match(text[ls:lineEnd(text, at)]) {
 			if loc := loosePrefix.FindIndex(text[ls:lineEnd(text, at)]); loc != nil && ls+loc[1] > at {
 				return true
@@ -277,11 +295,46 @@ func kernelPrefixes(text []byte) bool {
 	}
 }
 
+// monoStamp reports whether b is "[ *[0-9]+\.[0-9]+\] ", the console stamp that
+// monoKernelAny wants at the start of a line before its "kernel: ".
+func monoStamp(b []byte) bool {
+	if len(b) < 6 || b[0] != '[' || b[len(b)-2] != ']' || b[len(b)-1] != ' ' {
+		return false
+	}
+	b = b[1 : len(b)-2]
+	for len(b) > 0 && b[0] == ' ' {
+		b = b[1:]
+	}
+	dot := bytes.IndexByte(b, '.')
+	if dot <= 0 || dot == len(b)-1 {
+		return false
+	}
+	for k, c := range b {
+		if k != dot && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
 // qpEscape is a quoted-printable escape ("=3D", "=20", "=C3=B6").
 var qpEscape = regexp.MustCompile(`=[0-9A-F]{2}`)
 
 // danglingReg is a register dump line whose last value was wrapped away ("… RCX:").
 var danglingReg = regexp.MustCompile(`(?:^|\s)(?:R[A-Z0-9]{2}|E[A-Z]{2}|e(?:[a-d]x|[sd]i|[bs]p)|[CD]R[0-9]|x[0-9]{1,2} ?|[CDEFGS]S|knlGS|EFLAGS|ORIG_RAX): ?$`)
+
+// danglingRegTail is danglingReg without its "^" alternative, for the tail of a long line.
+var danglingRegTail = regexp.MustCompile(`\s(?:R[A-Z0-9]{2}|E[A-Z]{2}|e(?:[a-d]x|[sd]i|[bs]p)|[CD]R[0-9]|x[0-9]{1,2} ?|[CDEFGS]S|knlGS|EFLAGS|ORIG_RAX): ?$`)
+
+// danglingRegAt is danglingReg.Match(body) for a body ending in ':'. A match is at most
+// 11 bytes (a space, an 8-byte name, a space, the colon), so on a longer line only its
+// tail is searched, where "^" cannot match.
+func danglingRegAt(body []byte) bool {
+	if len(body) <= 11 {
+		return danglingReg.Match(body)
+	}
+	return danglingRegTail.Match(body[len(body)-11:])
+}
 
 // isHexBytes reports whether s is a run of Code bytes: two-digit (or arm64 eight-digit)
 // hex tokens, one possibly marked <..> or (..).
