@@ -34,7 +34,7 @@ func runLab(env *cmdEnv, args []string) error {
 			"  fleet     boot N guests sending netconsole to one port, crash some, say which\n"+
 			"  target    start|stop|reboot|status NAME: a long-running guest a controller drives\n"+
 			"  load      flood a target's NIC with UDP at a packet rate (the race's load)\n"+
-			"  scenario  run a whole story: race, regression, hardware, pstore\n"+
+			"  scenario  run a whole story: race, regression, hardware, pstore, repro\n"+
 			"\nThe cache is ${KCRASH_LAB_DIR:-$HOME/.cache/kcrash/lab}. Run 'kcrash lab SUBCOMMAND -h' for flags.\n")
 		if len(args) == 0 {
 			return errUsage

@@ -65,6 +65,59 @@ func PrintScenario(w io.Writer, name string, raw json.RawMessage) error {
 			fmt.Fprintf(w, "  %-20s %6d bytes  %q  %s\n", p.Name, p.Bytes, p.Titles, p.Path)
 		}
 		fmt.Fprintf(w, "  %d oops lines of the console found byte for byte in the records: %v\n", r.OopsLines, r.OopsLinesMatched)
+	case "repro":
+		type est struct {
+			Runs     int        `json:"runs"`
+			Crashes  int        `json:"crashes"`
+			Censored int        `json:"censored"`
+			TimesS   []float64  `json:"times_s"`
+			Rate     float64    `json:"rate_per_s"`
+			RateCI   []*float64 `json:"rate_ci95"`
+			MTTC     *float64   `json:"mttc_s"`
+			MTTCCI   []*float64 `json:"mttc_ci95"`
+		}
+		type soak struct {
+			Required  float64 `json:"required_s"`
+			Watched   float64 `json:"watched_s"`
+			Verdict   string  `json:"verdict"`
+			Reduction float64 `json:"rate_reduction_at_least"`
+		}
+		var r struct {
+			Repro struct {
+				est
+				Compare est        `json:"compare"`
+				RatioCI []*float64 `json:"ratio_ci95"`
+			} `json:"repro"`
+			SoakFixed soak `json:"soak_fixed"`
+			SoakBuggy soak `json:"soak_buggy"`
+		}
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		bound := func(p []*float64, i int) string {
+			if i >= len(p) || p[i] == nil {
+				return "∞"
+			}
+			return fmt.Sprintf("%.3g", *p[i])
+		}
+		for _, e := range []struct {
+			name string
+			e    est
+		}{{"flood", r.Repro.est}, {"idle", r.Repro.Compare}} {
+			fmt.Fprintf(w, "  %-6s %d runs, %d crashes, %d censored; rate %.3g/s (95%%: %s–%s); times %v\n",
+				e.name, e.e.Runs, e.e.Crashes, e.e.Censored, e.e.Rate, bound(e.e.RateCI, 0), bound(e.e.RateCI, 1), e.e.TimesS)
+		}
+		fmt.Fprintf(w, "  the flood makes the crash at least %s× more frequent than idle (95%%)\n", bound(r.Repro.RatioCI, 0))
+		for _, s := range []struct {
+			name string
+			s    soak
+		}{{"buggy", r.SoakBuggy}, {"fixed=1", r.SoakFixed}} {
+			fmt.Fprintf(w, "  soak %-7s %s after %.1fs of the %.1fs required", s.name, s.s.Verdict, s.s.Watched, s.s.Required)
+			if s.s.Verdict == "fixed" {
+				fmt.Fprintf(w, "; the rate dropped at least %.2f×", s.s.Reduction)
+			}
+			fmt.Fprintln(w)
+		}
 	default:
 		fmt.Fprintf(w, "%s\n", raw)
 	}
