@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -18,6 +19,8 @@ func TestPrechecksAgreeWithRegexps(t *testing.T) {
 	pieces := []string{"[", "]", " ", "  ", ".", "0", "12", "3.4", "kernel:", " kernel: ", "\t", ":", " :",
 		"RAX", "RCX", "EFLAGS", "ORIG_RAX", "x1", "x10", "knlGS", "CR2", "eax", "esp", "FS", "at 0x", "ffff",
 		"[3.4]", "[  12.345678]", "[1.]", "[.5]", "[ .]", "[1.2.3]", "[a.1]", "[ .5]", "[ 5.]", "[  1 .2]",
+		"[CT1]", "[C12]", "[ T3]", "[T]", "Nov 22 01:47:00", "2025-11-25T02:05:51.266920+00:00", "host", " * ",
+		"[Mon Nov 22 01:47:00 2021]", "[Tue", "12:34:56", "<4>", "systemd[1]:",
 		"Use-after-free", "Out-of-bounds", "Invalid", "Invalid free", "Corrupted memory", "read", "write", "a", "Z"}
 	for i := 0; i < 200000; i++ {
 		var b strings.Builder
@@ -34,6 +37,26 @@ func TestPrechecksAgreeWithRegexps(t *testing.T) {
 			if got, want := danglingRegAt([]byte(l)), danglingReg.MatchString(l); got != want {
 				t.Fatalf("danglingRegAt(%q) = %v, regexp says %v", l, got, want)
 			}
+		}
+		if m := tsGlued.FindStringSubmatchIndex(l); m != nil {
+			if got, ok := tsGluedIndex(l); !ok || got != [4]int(m) {
+				t.Fatalf("tsGluedIndex(%q) = %v %v, regexp says %v", l, got, ok, m)
+			}
+		} else if got, ok := tsGluedIndex(l); ok {
+			t.Fatalf("tsGluedIndex(%q) = %v, regexp does not match", l, got)
+		}
+		if got, want := loosePrefixIndex(l), loosePrefix.FindStringIndex(l); !slices.Equal(got, want) {
+			t.Fatalf("loosePrefixIndex(%q) = %v, regexp says %v", l, got, want)
+		}
+		// stripTransport's literal prechecks must hold wherever their regexp matches.
+		if commentLeader.MatchString(l) && !strings.Contains(l, "* [") {
+			t.Fatalf("commentLeader matches %q without \"* [\"", l)
+		}
+		if dmesgT.MatchString(l) && !(len(l) > 1 && l[0] == '[' && l[1] >= 'A' && l[1] <= 'Z') {
+			t.Fatalf("dmesgT matches %q", l)
+		}
+		if monoKernel.MatchString(l) && !(len(l) > 0 && l[0] == '[' && strings.Contains(l, "] kernel:")) {
+			t.Fatalf("monoKernel matches %q", l)
 		}
 		for _, text := range []string{l, "x\n" + l, l + "\nx"} {
 			if got, want := kernelPrefixes([]byte(text)), monoKernelAny.MatchString(text) || kernelPrefixesLoose([]byte(text)); got != want {

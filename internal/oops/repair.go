@@ -402,10 +402,11 @@ func repair(text []byte) ([]byte, mapping, []repairEvent) {
 }
 
 func splitRepairLines(text []byte) []rline {
-	var out []rline
+	out := make([]rline, 0, bytes.Count(text, []byte("\n"))+1)
+	all := string(text) // one allocation; the lines are substrings of it
 	for pos := 0; pos < len(text); {
 		end := lineEnd(text, pos)
-		s := string(bytes.TrimRight(text[pos:end], "\r"))
+		s := strings.TrimRight(all[pos:end], "\r")
 		out = append(out, rline{text: s, in: pos, inEnd: end, rawLen: len(s)})
 		pos = end + 1
 	}
@@ -508,13 +509,13 @@ func stripTransport(l *rline) {
 		l.depth = d
 		l.events = append(l.events, repQuote)
 	}
-	if commentLeader.MatchString(s) {
+	if strings.Contains(s, "* [") && commentLeader.MatchString(s) {
 		// A log pasted into a C block comment: " * [   7.666305] …".
 		s = s[strings.IndexByte(s, '*')+2:]
 		l.events = append(l.events, repQuote)
 	}
 	stripped := false
-	if loc := loosePrefix.FindStringIndex(s); loc != nil && loc[1] > 0 && strings.Contains(s[:loc[1]], "kernel:") {
+	if loc := loosePrefixIndex(s); loc != nil && loc[1] > 0 && strings.Contains(s[:loc[1]], "kernel:") {
 		s = s[loc[1]:]
 		l.syslog, stripped = true, true
 	} else if loc != nil && loc[1] > 0 && (strings.HasPrefix(s[loc[1]:], "[") || strings.HasPrefix(s[loc[1]:], "<") ||
@@ -527,19 +528,23 @@ func stripTransport(l *rline) {
 		// Another program's syslog line ("… host systemd[1]: …"): a line of its own.
 		l.foreign = true
 	}
-	if loc := dmesgT.FindStringIndex(s); loc != nil {
-		s, stripped = s[loc[1]:], true
-		l.syslog = true // a log header like syslog's: unprefixed lines after it continue it
+	if len(s) > 1 && s[0] == '[' && s[1] >= 'A' && s[1] <= 'Z' {
+		if loc := dmesgT.FindStringIndex(s); loc != nil {
+			s, stripped = s[loc[1]:], true
+			l.syslog = true // a log header like syslog's: unprefixed lines after it continue it
+		}
 	}
 	if len(s) > 3 && s[0] == '<' && s[2] == '>' && s[1] >= '0' && s[1] <= '7' {
 		s, stripped = s[3:], true
 	}
-	if m := monoKernel.FindStringSubmatchIndex(s); m != nil {
-		// journalctl -o short-monotonic: "[35824.733029] kernel: …".
-		s, stripped = s[:m[3]]+" "+s[m[1]:], true
-		l.syslog = true
+	if len(s) > 0 && s[0] == '[' && strings.Contains(s, "] kernel:") {
+		if m := monoKernel.FindStringSubmatchIndex(s); m != nil {
+			// journalctl -o short-monotonic: "[35824.733029] kernel: …".
+			s, stripped = s[:m[3]]+" "+s[m[1]:], true
+			l.syslog = true
+		}
 	}
-	if m := tsGlued.FindStringSubmatchIndex(s); m != nil {
+	if m, ok := tsGluedIndex(s); ok {
 		// Re-print the timestamp at the start of the line with one space after it.
 		if m[2] > 0 || m[1] == m[3] {
 			s, stripped = s[m[2]:m[3]]+" "+s[m[1]:], true
@@ -550,6 +555,75 @@ func stripTransport(l *rline) {
 		l.events = append(l.events, repPrefix)
 	}
 	l.text = s
+}
+
+// loosePrefixIndex is loosePrefix.FindStringIndex(s), skipping the regexp for lines that
+// cannot match: every alternative starts, after optional spaces, with a letter or digit
+// (a console line starts with '[').
+func loosePrefixIndex(s string) []int {
+	i := 0
+	for i < len(s) && s[i] == ' ' {
+		i++
+	}
+	if i == len(s) || !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'A' && s[i] <= 'Z' || s[i] >= 'a' && s[i] <= 'z') {
+		return nil
+	}
+	return loosePrefix.FindStringIndex(s)
+}
+
+// tsGluedIndex is tsGlued.FindStringSubmatchIndex(s) written out (it runs on every line
+// repair sees): [ \t]*, then the stamp "[ *[0-9]+\.[0-9]+\]" with an optional caller id
+// "[ *[CT][0-9]+\]" as group 1, then an optional space.
+func tsGluedIndex(s string) (m [4]int, ok bool) {
+	i := 0
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	start := i
+	if i >= len(s) || s[i] != '[' {
+		return m, false
+	}
+	j := i + 1
+	for j < len(s) && s[j] == ' ' {
+		j++
+	}
+	d := j
+	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		j++
+	}
+	if j == d || j >= len(s) || s[j] != '.' {
+		return m, false
+	}
+	j++
+	d = j
+	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		j++
+	}
+	if j == d || j >= len(s) || s[j] != ']' {
+		return m, false
+	}
+	j++
+	if j < len(s) && s[j] == '[' {
+		k := j + 1
+		for k < len(s) && s[k] == ' ' {
+			k++
+		}
+		if k < len(s) && (s[k] == 'C' || s[k] == 'T') {
+			k++
+			d := k
+			for k < len(s) && s[k] >= '0' && s[k] <= '9' {
+				k++
+			}
+			if k > d && k < len(s) && s[k] == ']' {
+				j = k + 1
+			}
+		}
+	}
+	end := j
+	if j < len(s) && s[j] == ' ' {
+		j++
+	}
+	return [4]int{0, j, start, end}, true
 }
 
 // body returns a line's text after its console prefix.
