@@ -20,7 +20,7 @@ func TestPrechecksAgreeWithRegexps(t *testing.T) {
 		"RAX", "RCX", "EFLAGS", "ORIG_RAX", "x1", "x10", "knlGS", "CR2", "eax", "esp", "FS", "at 0x", "ffff",
 		"[3.4]", "[  12.345678]", "[1.]", "[.5]", "[ .]", "[1.2.3]", "[a.1]", "[ .5]", "[ 5.]", "[  1 .2]",
 		"[CT1]", "[C12]", "[ T3]", "[T]", "Nov 22 01:47:00", "2025-11-25T02:05:51.266920+00:00", "host", " * ",
-		"[Mon Nov 22 01:47:00 2021]", "[Tue", "12:34:56", "<4>", "systemd[1]:",
+		"[Mon Nov 22 01:47:00 2021]", "[Tue", "\r", "\f", "\v", "x1 ", "x123", "ES", "SS", "HS", "edx", "ebp", "eip", "Eax", "R1", "CR", "DR7", "ORIG_RA", "R1x", "executing program 0", "12:34:56", "<4>", "systemd[1]:",
 		"Use-after-free", "Out-of-bounds", "Invalid", "Invalid free", "Corrupted memory", "read", "write", "a", "Z"}
 	for i := 0; i < 200000; i++ {
 		var b strings.Builder

@@ -139,7 +139,7 @@ func contentContinues(pt, ct string, c *rline) bool {
 		return true
 	case strings.HasPrefix(pt, "Modules linked in:") && !strings.HasSuffix(pt, "]") && moduleList(ct):
 		return true
-	case danglingReg.MatchString(pt) && hexStart.MatchString(ct):
+	case strings.HasSuffix(pt, ":") && danglingReg.MatchString(pt) && hexStart.MatchString(ct):
 		return true
 	case strings.HasPrefix(ct, "knlGS:") && strings.Contains(pt, "GS:") && !strings.Contains(pt, "knlGS"):
 		return true

@@ -323,18 +323,57 @@ var qpEscape = regexp.MustCompile(`=[0-9A-F]{2}`)
 // danglingReg is a register dump line whose last value was wrapped away ("… RCX:").
 var danglingReg = regexp.MustCompile(`(?:^|\s)(?:R[A-Z0-9]{2}|E[A-Z]{2}|e(?:[a-d]x|[sd]i|[bs]p)|[CD]R[0-9]|x[0-9]{1,2} ?|[CDEFGS]S|knlGS|EFLAGS|ORIG_RAX): ?$`)
 
-// danglingRegTail is danglingReg without its "^" alternative, for the tail of a long line.
-var danglingRegTail = regexp.MustCompile(`\s(?:R[A-Z0-9]{2}|E[A-Z]{2}|e(?:[a-d]x|[sd]i|[bs]p)|[CD]R[0-9]|x[0-9]{1,2} ?|[CDEFGS]S|knlGS|EFLAGS|ORIG_RAX): ?$`)
-
-// danglingRegAt is danglingReg.Match(body) for a body ending in ':'. A match is at most
-// 11 bytes (a space, an 8-byte name, a space, the colon), so on a longer line only its
-// tail is searched, where "^" cannot match.
+// danglingRegAt is danglingReg.Match(body) for a body ending in ':', written out (damaged
+// asks it of every line ending in ':', as syzkaller's "executing program 0:"). The name
+// before the colon is the line's last run of non-space bytes, since the pattern wants
+// start or \s before it; only an "x12 " name may keep a space before the colon.
 func danglingRegAt(body []byte) bool {
-	if len(body) <= 11 {
-		return danglingReg.Match(body)
+	s := body[:len(body)-1]
+	space := len(s) > 0 && s[len(s)-1] == ' '
+	if space {
+		s = s[:len(s)-1]
 	}
-	return danglingRegTail.Match(body[len(body)-11:])
+	k := len(s)
+	for k > 0 && !isRESpace(s[k-1]) {
+		k--
+	}
+	n := s[k:]
+	isX := len(n) >= 2 && len(n) <= 3 && n[0] == 'x' && isDigit(n[1]) && (len(n) == 2 || isDigit(n[2]))
+	if space || isX {
+		return isX
+	}
+	upper := func(c byte) bool { return c >= 'A' && c <= 'Z' }
+	switch len(n) {
+	case 2:
+		return n[1] == 'S' && strings.IndexByte("CDEFGS", n[0]) >= 0
+	case 3:
+		switch n[0] {
+		case 'R':
+			return (upper(n[1]) || isDigit(n[1])) && (upper(n[2]) || isDigit(n[2]))
+		case 'E':
+			return upper(n[1]) && upper(n[2])
+		case 'e':
+			return n[1] >= 'a' && n[1] <= 'd' && n[2] == 'x' || (n[1] == 's' || n[1] == 'd') && n[2] == 'i' ||
+				(n[1] == 'b' || n[1] == 's') && n[2] == 'p'
+		case 'C', 'D':
+			return n[1] == 'R' && isDigit(n[2])
+		}
+	case 5:
+		return string(n) == "knlGS"
+	case 6:
+		return string(n) == "EFLAGS"
+	case 8:
+		return string(n) == "ORIG_RAX"
+	}
+	return false
 }
+
+// isRESpace is regexp's \s: [\t\n\f\r ].
+func isRESpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // isHexBytes reports whether s is a run of Code bytes: two-digit (or arm64 eight-digit)
 // hex tokens, one possibly marked <..> or (..).
