@@ -343,13 +343,14 @@ func fill(r *Report, lines []string) {
 	userIP := false            // the last RIP line was a user-mode one (its Code is not the oops's)
 	ipFromHeader := false      // r.IP came from an "IP:" header line, before the register dump
 	var lineBuf [2]Frame       // the frames of one trace line (stays on the stack)
+	var cpuM []string          // cpuLine's submatches, found once in the case that tests it
 	for i, s := range lines {
 		t := strings.TrimSpace(s)
 		switch {
 		case strings.HasPrefix(t, "---[ end trace"):
 			ended, inTrace, regs = true, false, nil
-		case r.CPU == nil && strings.HasPrefix(t, "CPU: ") && cpuLine.MatchString(t):
-			m := cpuLine.FindStringSubmatch(t)
+		case r.CPU == nil && strings.HasPrefix(t, "CPU: ") && submatchInto(cpuLine, t, &cpuM):
+			m := cpuM
 			cpu, _ := strconv.Atoi(m[1])
 			pid, _ := strconv.Atoi(m[2])
 			r.CPU, r.PID, r.Comm = &cpu, &pid, m[3]
@@ -616,4 +617,11 @@ func headerlessTrace(lines []string, i int, afterIP bool) bool {
 // match ends in ':' and holds "at 0x" (the regexp would otherwise run on every line).
 func isKFENCEAccess(t string) bool {
 	return len(t) > 0 && t[len(t)-1] == ':' && strings.Contains(t, "at 0x") && kfenceAccess.MatchString(t)
+}
+
+// submatchInto stores rx's submatches of s in *m and reports whether rx matched, so a
+// switch case can test a regexp and keep its submatches with one search.
+func submatchInto(rx *regexp.Regexp, s string, m *[]string) bool {
+	*m = rx.FindStringSubmatch(s)
+	return *m != nil
 }
