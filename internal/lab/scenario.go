@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -376,17 +375,6 @@ func titles(log []byte) []string {
 	return out
 }
 
-// distinct counts the distinct non-empty strings.
-func distinct(ss []string) int {
-	seen := map[string]bool{}
-	for _, s := range ss {
-		if s != "" {
-			seen[s] = true
-		}
-	}
-	return len(seen)
-}
-
 func sortedKeys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -415,5 +403,3 @@ func splitBoots(log []byte) [][]byte {
 	}
 	return out
 }
-
-var errNoPanicEvent = errors.New("no GUEST_PANICKED event")
