@@ -148,10 +148,10 @@ func build(text []byte, ols []oopsLine, idx, tail int, scratch *[]byte) *Report 
 	}
 	// Fields come from the lines inside the report's span, questionable frames included
 	// (titling drops them).
-	lines := spanLines(text, ol.pos, rt.spanEnd)
+	lines, joined := spanLines(text, ol.pos, rt.spanEnd)
 	r.Message = strings.TrimSpace(lines[0])
 	r.Context = contextBefore(text, ol.pos, 5)
-	r.Text = strings.Join(lines, "\n")
+	r.Text = joined
 	fill(r, lines)
 	if rt.panicMsg != "" {
 		r.Panicked, r.PanicMsg = true, rt.panicMsg
@@ -168,26 +168,38 @@ func build(text []byte, ols []oopsLine, idx, tail int, scratch *[]byte) *Report 
 const laterTail = 64
 
 // spanLines returns the lines of text[start:end] of the first line's printk context, with
-// console prefixes removed and questionable frames kept (marked "? ").
-func spanLines(text []byte, start, end int) []string {
+// console prefixes removed and questionable frames kept (marked "? "), and those lines
+// joined with "\n" (the report's Text). The lines are substrings of the joined text: one
+// copy of the span, not one for the lines and another for the Text.
+func spanLines(text []byte, start, end int) (lines []string, joined string) {
 	end = min(end, len(text))
-	span := string(text[start:end]) // one allocation; lines are substrings of it
-	var out []string
+	var b strings.Builder
+	b.Grow(end - start)
+	kept := 0
 	ctx, _ := lineContext(text[start:lineEnd(text, start)])
 	cpuTraceback := false
 	for pos := start; pos <= end && pos < len(text); {
 		e := min(lineEnd(text, pos), end)
 		line := text[pos:e]
 		lctx, n := lineContext(line)
-		if len(out) == 0 || lctx == ctx || cpuTraceback && len(lctx) > 0 && lctx[0] == 'C' {
+		if kept == 0 || lctx == ctx || cpuTraceback && len(lctx) > 0 && lctx[0] == 'C' {
 			if bytes.Contains(line, []byte("Sending NMI from CPU")) {
 				cpuTraceback = true
 			}
-			out = append(out, span[pos-start+n:e-start])
+			if kept > 0 {
+				b.WriteByte('\n')
+			}
+			b.Write(line[n:])
+			kept++
 		}
 		pos = e + 1
 	}
-	return out
+	if kept == 0 {
+		return nil, ""
+	}
+	joined = b.String()
+	// No line holds a '\n', so splitting the joined text gives the lines back.
+	return strings.Split(joined, "\n"), joined
 }
 
 // contextBefore returns up to n non-empty lines before pos that share its printk
