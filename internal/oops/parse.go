@@ -156,7 +156,7 @@ func build(text []byte, ols []oopsLine, idx, tail int, scratch *[]byte) *Report 
 	if rt.panicMsg != "" {
 		r.Panicked, r.PanicMsg = true, rt.panicMsg
 	}
-	refineKind(r, append(r.Context, lines...))
+	refineKind(r, r.Context, lines)
 	if r.Registers == nil {
 		r.Registers = map[string]uint64{}
 	}
@@ -220,21 +220,29 @@ func contextBefore(text []byte, pos, n int) []string {
 	return out
 }
 
-// refineKind sharpens the kind from what the report says beyond its title.
-func refineKind(r *Report, lines []string) {
+// refineKind sharpens the kind from what the report says beyond its title: the lines of
+// its context, then its own (two slices, read in that order without joining them).
+func refineKind(r *Report, context, lines []string) {
+	for _, l := range context {
+		refineKindLine(r, l)
+	}
 	for _, l := range lines {
-		switch {
-		case strings.Contains(l, "list_add corruption") || strings.Contains(l, "list_del corruption"):
-			if r.Kind == KindBUG || r.Kind == KindWarning {
-				r.Kind = KindListCorruption
-			}
-		case strings.HasPrefix(strings.TrimSpace(l), "refcount_t: "):
-			if r.Kind == KindWarning {
-				r.Kind = KindRefcount
-			}
-		}
+		refineKindLine(r, l)
 	}
 	if r.Kind == KindPageFault && r.FaultAddress != nil && *r.FaultAddress < 4096 {
 		r.Kind = KindNullDeref
+	}
+}
+
+func refineKindLine(r *Report, l string) {
+	switch {
+	case strings.Contains(l, " corruption") && (strings.Contains(l, "list_add corruption") || strings.Contains(l, "list_del corruption")):
+		if r.Kind == KindBUG || r.Kind == KindWarning {
+			r.Kind = KindListCorruption
+		}
+	case strings.HasPrefix(strings.TrimSpace(l), "refcount_t: "):
+		if r.Kind == KindWarning {
+			r.Kind = KindRefcount
+		}
 	}
 }
