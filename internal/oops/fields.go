@@ -468,7 +468,7 @@ func fill(r *Report, lines []string) {
 				r.IP = ip
 				ipFromHeader = headerIP
 				if r.Registers == nil {
-					r.Registers = map[string]uint64{}
+					r.Registers = make(map[string]uint64, 40) // a register dump follows: no rehashing as it fills
 				}
 				regs = r.Registers
 				if strings.HasPrefix(t, "pc") {
