@@ -3,29 +3,24 @@ package kernel
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/bits"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/kcrash/kcrash/internal/dump"
 )
 
-// x86-64 constants (arch/x86/include/asm/page_64_types.h).
-const (
-	startKernelMap = 0xffffffff80000000 // __START_KERNEL_map
-	kernelImageEnd = 0xffffffffc0000000 // __START_KERNEL_map + KERNEL_IMAGE_SIZE (1 GiB with KASLR)
-	linkText       = 0xffffffff81000000 // _text's link address without KASLR
-	pageSize       = 4096
-)
+// pageSize is the page size of the dumps read here (4 KiB).
+const pageSize = 4096
 
 // Kernel is a kernel found in a dump: where its image sits (KASLR), how to
 // translate its virtual addresses, and its symbols and types.
 type Kernel struct {
 	Dump    *dump.Dump
 	Vmlinux *Vmlinux
+	// Arch is the architecture of the vmlinux (see arch.go).
+	Arch Arch
 	// Info is the VMCOREINFO note as KEY=value pairs (empty when absent).
 	Info map[string]string
 	// Offset is the KASLR offset added to every link-time kernel address.
@@ -34,7 +29,7 @@ type Kernel struct {
 	PhysBase uint64
 	// PGD is the physical address of the kernel's top-level page table.
 	PGD uint64
-	// L5 is set when the kernel uses 5-level paging.
+	// L5 is set when the kernel uses 5-level paging (x86-64).
 	L5 bool
 	// OffsetFrom says where Offset came from: "VMCOREINFO", "CR3 page-table walk" or "none".
 	OffsetFrom string
@@ -96,64 +91,24 @@ func ParseVMCOREINFO(b []byte) map[string]string {
 	return m
 }
 
-// New finds the kernel of vmlinux v in dump d: the KASLR offset from
-// VMCOREINFO's KERNELOFFSET, else from QEMU's CR3 by a page-table walk.
+// New finds the kernel of vmlinux v in dump d: the architecture from the
+// vmlinux, then the KASLR offset and page tables (Arch.Locate), and checks
+// that the dump is of this vmlinux's kernel.
 func New(v *Vmlinux, d *dump.Dump) (*Kernel, error) {
-	k := &Kernel{Dump: d, Vmlinux: v, Info: ParseVMCOREINFO(d.VMCOREINFO()), pages: map[uint64][]byte{}, tlb: map[uint64]uint64{}}
-	if s, ok := k.Info["NUMBER(sme_mask)"]; ok {
-		k.smeMask, _ = strconv.ParseUint(s, 10, 64)
-	}
-	k.L5 = k.Info["NUMBER(pgtable_l5_enabled)"] == "1"
-	if off, ok := k.Info["KERNELOFFSET"]; ok {
-		o, err := strconv.ParseUint(off, 16, 64)
-		if err != nil {
-			return nil, fmt.Errorf("VMCOREINFO KERNELOFFSET=%q: %w", off, err)
-		}
-		k.Offset, k.OffsetFrom = o, "VMCOREINFO"
-		pb, err := strconv.ParseInt(k.Info["NUMBER(phys_base)"], 10, 64)
-		if err != nil && d.Kdump != nil {
-			pb = int64(d.Kdump.PhysBase)
-		}
-		k.PhysBase = uint64(pb)
-	} else if err := k.offsetFromCR3(); err != nil {
-		return nil, fmt.Errorf("no VMCOREINFO KERNELOFFSET, and the CR3 walk failed: %w", err)
-	}
-	pgd, err := k.symbol("init_top_pgt")
+	a, err := archFor(v.f.Machine)
 	if err != nil {
+		return nil, fmt.Errorf("%s: %w", v.Path, err)
+	}
+	k := &Kernel{Dump: d, Vmlinux: v, Arch: a, Info: ParseVMCOREINFO(d.VMCOREINFO()), pages: map[uint64][]byte{}, tlb: map[uint64]uint64{}}
+	if err := a.Locate(k); err != nil {
 		return nil, err
 	}
-	k.PGD = pgd - startKernelMap + k.PhysBase
 	if id := k.Info["BUILD-ID"]; id != "" {
 		if vid := v.BuildID(); vid != "" && !strings.HasPrefix(vid, id) {
 			return nil, fmt.Errorf("the dump's kernel has build ID %s but %s has %s", id, v.Path, vid)
 		}
 	}
 	return k, nil
-}
-
-// offsetFromCR3 recovers KASLR from QEMU's CPU notes: the first 2 MiB page
-// mapped in the kernel-image range of the page table CR3 points at is _text's,
-// rounded down (arch/x86/kernel/head64.c maps the image from its start).
-func (k *Kernel) offsetFromCR3() error {
-	cpus := k.Dump.QEMUCPUs()
-	if len(cpus) == 0 {
-		return errors.New("no QEMU CPU notes")
-	}
-	// Clear the PCID bits and PTI's user-half bit 12.
-	k.PGD = cpus[0].CR[3] & 0x000ffffffffff000 &^ (1 << 12)
-	k.L5 = cpus[0].CR[4]&(1<<12) != 0 // CR4.LA57
-	for va := uint64(startKernelMap); va < kernelImageEnd; va += 2 << 20 {
-		pa, err := k.walk(va)
-		if err != nil {
-			continue
-		}
-		k.Offset = va - linkText
-		k.PhysBase = pa - (va - startKernelMap)
-		k.OffsetFrom = "CR3 page-table walk"
-		k.clearCaches()
-		return nil
-	}
-	return errors.New("no kernel text mapped under CR3")
 }
 
 func (k *Kernel) clearCaches() {
@@ -168,7 +123,7 @@ func (k *Kernel) Addr(name string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if s.Addr < startKernelMap {
+	if !k.Arch.Relocated(s.Addr) {
 		return s.Addr, nil // per-CPU symbols are offsets, not relocated
 	}
 	return s.Addr + k.Offset, nil
@@ -176,7 +131,7 @@ func (k *Kernel) Addr(name string) (uint64, error) {
 
 // SymbolAt names the vmlinux symbol containing the runtime address addr.
 func (k *Kernel) SymbolAt(addr uint64) (Symbol, uint64, bool) {
-	if addr < startKernelMap+k.Offset || addr >= kernelImageEnd {
+	if lo, hi := k.Arch.Image(k); addr < lo || addr >= hi {
 		return Symbol{}, 0, false
 	}
 	s, ok := k.Vmlinux.SymbolAt(addr - k.Offset)
@@ -226,8 +181,8 @@ func (k *Kernel) ReadPhys(p []byte, addr uint64) error {
 
 // VirtToPhys translates a kernel virtual address.
 func (k *Kernel) VirtToPhys(va uint64) (uint64, error) {
-	if va >= startKernelMap && va < kernelImageEnd {
-		return va - startKernelMap + k.PhysBase, nil
+	if pa, ok := k.Arch.Linear(k, va); ok {
+		return pa, nil
 	}
 	k.cacheMu.Lock()
 	ppn, ok := k.tlb[va/pageSize]
@@ -235,7 +190,7 @@ func (k *Kernel) VirtToPhys(va uint64) (uint64, error) {
 	if ok {
 		return ppn*pageSize + va%pageSize, nil
 	}
-	pa, err := k.walk(va)
+	pa, err := k.Arch.Walk(k, va)
 	if err != nil {
 		return 0, err
 	}

@@ -48,7 +48,7 @@ func TestWalk(t *testing.T) {
 	copy(mem[10*pageSize+0x123:], "hello")
 	huge := va + 1<<21 // next PMD slot: a 2 MiB page at physical 0
 	put(mem, 3*pageSize+((huge>>21)&511)*8, 0|ptePresent|ptePSE)
-	k := &Kernel{Dump: physELF(t, mem), PGD: pageSize, pages: map[uint64][]byte{}, tlb: map[uint64]uint64{}}
+	k := &Kernel{Arch: x86{}, Dump: physELF(t, mem), PGD: pageSize, pages: map[uint64][]byte{}, tlb: map[uint64]uint64{}}
 	got := make([]byte, 5)
 	if _, err := k.ReadAt(got, va+0x123); err != nil || string(got) != "hello" {
 		t.Fatalf("4-level read: %q %v", got, err)
@@ -60,14 +60,14 @@ func TestWalk(t *testing.T) {
 		t.Errorf("unmapped: %v", err)
 	}
 	// 5-level: a P4D level in front (page 5 as the root).
-	k5 := &Kernel{Dump: k.Dump, PGD: 5 * pageSize, L5: true, pages: map[uint64][]byte{}, tlb: map[uint64]uint64{}}
+	k5 := &Kernel{Arch: x86{}, Dump: k.Dump, PGD: 5 * pageSize, L5: true, pages: map[uint64][]byte{}, tlb: map[uint64]uint64{}}
 	put(mem, 5*pageSize+((va>>48)&511)*8, 1*pageSize|ptePresent)
 	k5.Dump = physELF(t, mem)
 	if _, err := k5.ReadAt(got, va+0x123); err != nil || string(got) != "hello" {
 		t.Fatalf("5-level read: %q %v", got, err)
 	}
 	// Kernel text translates by phys_base without the page tables.
-	kt := &Kernel{Dump: k.Dump, PhysBase: 10 * pageSize, pages: map[uint64][]byte{}, tlb: map[uint64]uint64{}}
+	kt := &Kernel{Arch: x86{}, Dump: k.Dump, PhysBase: 10 * pageSize, pages: map[uint64][]byte{}, tlb: map[uint64]uint64{}}
 	if _, err := kt.ReadAt(got, startKernelMap+0x123); err != nil || string(got) != "hello" {
 		t.Errorf("kernel text read: %q %v", got, err)
 	}

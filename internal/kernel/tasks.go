@@ -283,22 +283,8 @@ func stateName(s uint32) string {
 	return "??"
 }
 
-// CurrentTask returns the task running on cpu: per-CPU current_task (6.1) or
-// pcpu_hot.current_task (6.2+).
-func (k *Kernel) CurrentTask(cpu int) (uint64, error) {
-	if a, err := k.PerCPU("current_task", cpu); err == nil {
-		return k.U64(a)
-	}
-	a, err := k.PerCPU("pcpu_hot", cpu)
-	if err != nil {
-		return 0, err
-	}
-	off, _, err := k.Vmlinux.MemberOffset("pcpu_hot", "current_task")
-	if err != nil {
-		return 0, err
-	}
-	return k.U64(a + uint64(off))
-}
+// CurrentTask returns the task running on cpu (Arch.CurrentTask).
+func (k *Kernel) CurrentTask(cpu int) (uint64, error) { return k.Arch.CurrentTask(k, cpu) }
 
 // PanicCPU returns the CPU that called panic() (kernel/panic.c: panic_cpu),
 // or -1 when no CPU did.

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-
-	"github.com/kcrash/kcrash/internal/dump"
 )
 
 // PtRegs is struct pt_regs (arch/x86/include/asm/ptrace.h), x86-64 order.
@@ -299,25 +297,5 @@ func (k *Kernel) isText(ip uint64) bool {
 	return ok
 }
 
-// TaskFrames unwinds a task: from its CPU's registers when it was running
-// (NT_PRSTATUS of its CPU, else QEMU's CPU note), else from the switch frame
-// at thread.sp (arch/x86/include/asm/switch_to.h: struct inactive_task_frame:
-// r15, r14, r13, r12, bx, bp, ret_addr).
-func (k *Kernel) TaskFrames(t *Task) ([]Frame, error) {
-	if t.Active {
-		if ps := k.Dump.PRStatus(); t.CPU < len(ps) {
-			r := ps[t.CPU].Regs
-			return k.Unwind(r[dump.RegRIP], r[dump.RegRSP], r[dump.RegRBP], true)
-		}
-		if q := k.Dump.QEMUCPUs(); t.CPU < len(q) {
-			return k.Unwind(q[t.CPU].RIP, q[t.CPU].RSP, q[t.CPU].RBP, true)
-		}
-	}
-	var b [56]byte
-	if _, err := k.ReadAt(b[:], t.SP); err != nil {
-		return nil, fmt.Errorf("switch frame of task %#x: %w", t.Addr, err)
-	}
-	bp := binary.LittleEndian.Uint64(b[40:])
-	ret := binary.LittleEndian.Uint64(b[48:])
-	return k.Unwind(ret, t.SP+56, bp, false)
-}
+// TaskFrames unwinds a task's kernel stack (Arch.TaskFrames).
+func (k *Kernel) TaskFrames(t *Task) ([]Frame, error) { return k.Arch.TaskFrames(k, t) }

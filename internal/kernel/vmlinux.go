@@ -89,8 +89,8 @@ func OpenVmlinux(path string) (v *Vmlinux, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if f.Machine != elf.EM_X86_64 || f.Class != elf.ELFCLASS64 {
-		return nil, fmt.Errorf("%s: not an x86-64 vmlinux", path)
+	if _, ok := arches[f.Machine]; !ok || f.Class != elf.ELFCLASS64 {
+		return nil, fmt.Errorf("%s: not a vmlinux of a supported architecture (%v)", path, f.Machine)
 	}
 	return &Vmlinux{Path: path, data: data, f: f}, nil
 }
