@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,13 +14,14 @@ import (
 	"github.com/kcrash/kcrash/internal/decode"
 	"github.com/kcrash/kcrash/internal/disasm"
 	"github.com/kcrash/kcrash/internal/oops"
+	"github.com/kcrash/kcrash/internal/symbols"
 )
 
 func init() {
 	register(&command{
 		name:     "decode",
 		synopsis: "symbolize, disassemble and explain the oopses in a log (vmlinux and .ko debug info)",
-		usage:    "kcrash decode [--vmlinux F] [--modules DIR] [--source DIR] [--json] [FILE|-]",
+		usage:    "kcrash decode [--vmlinux F] [--modules DIR] [--symbols DIR] [--debuginfod URLS] [--source DIR] [--json] [FILE|-]",
 		run:      runDecode,
 	})
 }
@@ -27,10 +29,11 @@ func init() {
 func runDecode(env *cmdEnv, args []string) error {
 	c := commands["decode"]
 	fs := newFlagSet(env, c)
-	vmlinux := fs.String("vmlinux", "", "vmlinux with DWARF debug info (e.g. from the kernel's -dbg package)")
+	vmlinux := fs.String("vmlinux", "", "vmlinux with DWARF debug info (default: found by the report's release, see --symbols, --debuginfod, --dbg-packages)")
 	modules := fs.String("modules", "", "directory searched for the modules' .ko files with debug info")
 	source := fs.String("source", "", "kernel source tree, to print the faulting source line")
 	asJSON := fs.Bool("json", false, "print one JSON object {\"reports\":[…]} with the decoded reports")
+	sf := addSymbolFlags(fs, "`directory` of debug files searched by release and build ID (RELEASE/vmlinux, vmlinux-RELEASE, .build-id/NN/…debug, modules under RELEASE/)", true)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -49,15 +52,21 @@ func runDecode(env *cmdEnv, args []string) error {
 	// A one-shot decode allocates its indexes in a burst: collect less often (the
 	// heap stays well under 100 MB on a distribution vmlinux).
 	debug.SetGCPercent(200)
-	d, err := decode.New(decode.Options{Vmlinux: *vmlinux, ModulesDir: *modules})
-	if err != nil {
-		return err
+	if *vmlinux != "" && !flagSet(fs, "dbg-packages") {
+		*sf.dbg = false // modules of a given vmlinux: only by build ID or --symbols
 	}
-	defer d.Close()
 	reports := oops.Parse(data)
+	ds := &decoders{vmlinux: *vmlinux, modules: *modules, lookup: sf.lookup(env), byRelease: map[string]*decode.Decoder{}}
+	defer ds.close()
 	var results []*decode.Result
 	for _, r := range reports {
-		results = append(results, d.Decode(r))
+		d, err := ds.forRelease(r.Release)
+		if err != nil {
+			return err
+		}
+		res := d.Decode(r)
+		res.SymbolsErr = ds.errs[r.Release]
+		results = append(results, res)
 	}
 	if *asJSON {
 		if results == nil {
@@ -99,6 +108,9 @@ func printDecoded(w io.Writer, res *decode.Result, source string) {
 	}
 	if r.CPU != nil || r.Release != "" {
 		fmt.Fprintf(w, "CPU: %s PID: %s Comm: %s %s %s\n", intStr(r.CPU), intStr(r.PID), r.Comm, r.Release, r.Build)
+	}
+	if res.SymbolsErr != "" {
+		fmt.Fprintf(w, "Symbols: %s\n", res.SymbolsErr)
 	}
 	if res.IP != nil {
 		fmt.Fprintf(w, "RIP: %s\n", r.IP.Raw)
@@ -197,3 +209,43 @@ func sourceLine(dir, file string, line int) string {
 	}
 	return ""
 }
+
+// decoders keeps one Decoder per kernel release of the reports decoded: the vmlinux
+// given, else the one the symbol sources find for the release.
+type decoders struct {
+	vmlinux, modules string
+	lookup           *symbols.Lookup
+	byRelease        map[string]*decode.Decoder
+	errs             map[string]string // release → why its vmlinux was not found
+}
+
+func (ds *decoders) forRelease(release string) (*decode.Decoder, error) {
+	if d, ok := ds.byRelease[release]; ok {
+		return d, nil
+	}
+	ctx := context.Background()
+	opts := decode.Options{Vmlinux: ds.vmlinux, ModulesDir: ds.modules, FindModule: findModule(ctx, ds.lookup, release)}
+	if opts.Vmlinux == "" {
+		p, err := ds.lookup.Find(ctx, symbols.Query{Release: release})
+		if err != nil {
+			if ds.errs == nil {
+				ds.errs = map[string]string{}
+			}
+			ds.errs[release] = err.Error()
+		}
+		opts.Vmlinux = p
+	}
+	d, err := decode.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	ds.byRelease[release] = d
+	return d, nil
+}
+
+func (ds *decoders) close() {
+	for _, d := range ds.byRelease {
+		d.Close()
+	}
+}
+

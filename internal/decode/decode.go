@@ -21,6 +21,10 @@ import (
 type Options struct {
 	Vmlinux    string // vmlinux with DWARF; "" to decode from the report alone
 	ModulesDir string // directory searched (recursively) for <module>.ko files
+	// FindModule, when set, is asked for a module's debug file that ModulesDir does
+	// not have, by name and by the build ID the trace printed ("" when none): a
+	// symbol source (internal/symbols) that may download it.
+	FindModule func(name, buildID string) (string, error)
 }
 
 // Decoder holds opened debug info; it is safe for concurrent use and meant to be kept
@@ -136,6 +140,9 @@ type Result struct {
 	Code        []disasm.Inst        `json:"code,omitempty"`
 	CodeErr     string               `json:"code_error,omitempty"`
 	Explanation *explain.Explanation `json:"explanation,omitempty"`
+	// SymbolsErr says why no vmlinux was found for the report's release (set by the
+	// caller that looked for it), listing the sources tried.
+	SymbolsErr string `json:"symbols_error,omitempty"`
 }
 
 // ModuleByBuildID returns the module file under ModulesDir with the given build ID.
@@ -164,21 +171,62 @@ func (d *Decoder) ModuleByBuildID(id string) (*symbolize.Binary, error) {
 }
 
 // binaryFor returns the debug info for a frame's module ("" = vmlinux): by build ID
-// when the trace printed one and a file has it, else by name.
+// when the trace printed one and a file has it, else by name; then from FindModule.
 func (d *Decoder) binaryFor(module string, buildID ...string) (*symbolize.Binary, error) {
-	if len(buildID) > 0 && buildID[0] != "" {
-		if b, err := d.ModuleByBuildID(buildID[0]); err == nil {
+	id := ""
+	if len(buildID) > 0 {
+		id = buildID[0]
+	}
+	if id != "" && d.opts.ModulesDir != "" {
+		if b, err := d.ModuleByBuildID(id); err == nil {
 			return b, nil
 		}
 	}
-	if module != "" {
-		return d.Module(module)
+	if module != "" || id != "" {
+		var err error
+		if module != "" && d.opts.ModulesDir != "" {
+			var b *symbolize.Binary
+			if b, err = d.Module(module); err == nil || d.opts.FindModule == nil {
+				return b, err
+			}
+		}
+		if d.opts.FindModule != nil {
+			return d.found(module, id)
+		}
+		return nil, err
 	}
 	if d.vmlinux == nil {
 		return nil, errors.New("no vmlinux given")
 	}
 	return d.vmlinux, nil
 }
+
+// found opens the file FindModule returns for a module, once per name and build ID.
+func (d *Decoder) found(module, id string) (*symbolize.Binary, error) {
+	k := "found:" + modKey(module) + "/" + id
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if b, ok := d.modules[k]; ok {
+		return b, nil
+	}
+	if err, ok := d.modErrs[k]; ok {
+		return nil, err
+	}
+	p, err := d.opts.FindModule(module, id)
+	var b *symbolize.Binary
+	if err == nil {
+		b, err = symbolize.Open(p)
+	}
+	if err != nil {
+		d.modErrs[k] = err
+		return nil, err
+	}
+	d.modules[k] = b
+	return b, nil
+}
+
+// hasModules says module frames can be looked up at all.
+func (d *Decoder) hasModules() bool { return d.opts.ModulesDir != "" || d.opts.FindModule != nil }
 
 // Symbolize looks one frame up; ret says the frame's address is a return address.
 func (d *Decoder) Symbolize(f oops.Frame, ret bool) Frame {
@@ -215,12 +263,12 @@ func (d *Decoder) Symbolize(f oops.Frame, ret bool) Frame {
 // Missing debug info is not an error: the result says what could not be looked up.
 func (d *Decoder) Decode(r *oops.Report) *Result {
 	res := &Result{Report: r}
-	if r.IP != nil && r.IP.Func != "" && (d.vmlinux != nil || r.IP.Module != "" && d.opts.ModulesDir != "") {
+	if r.IP != nil && r.IP.Func != "" && (d.vmlinux != nil || r.IP.Module != "" && d.hasModules()) {
 		f := d.Symbolize(*r.IP, false)
 		res.IP = &f
 	}
 	for _, f := range r.Frames {
-		if d.vmlinux == nil && (f.Module == "" || d.opts.ModulesDir == "") {
+		if d.vmlinux == nil && (f.Module == "" || !d.hasModules()) {
 			res.Frames = append(res.Frames, Frame{Frame: f})
 			continue
 		}
@@ -246,7 +294,7 @@ func (d *Decoder) Decode(r *oops.Report) *Result {
 	}
 	var dbg *explain.Debug
 	if res.IP != nil && res.IP.LookupAddr != 0 {
-		if b, err := d.binaryFor(r.IP.Module); err == nil {
+		if b, err := d.binaryFor(r.IP.Module, r.IP.BuildID); err == nil {
 			dbg = &explain.Debug{Binary: b, PC: res.IP.LookupAddr}
 		}
 	}

@@ -132,6 +132,9 @@ func (d *Debian) unpacked(ctx context.Context, release string) (string, error) {
 	if !regular(filepath.Join(tmp, "usr/lib/debug/boot", "vmlinux-"+release)) {
 		return "", fmt.Errorf("%s has no usr/lib/debug/boot/vmlinux-%s", filepath.Base(deb), release)
 	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
 	if err := os.Rename(tmp, root); err != nil {
 		return "", err
 	}
