@@ -248,4 +248,3 @@ func (ds *decoders) close() {
 		d.Close()
 	}
 }
-

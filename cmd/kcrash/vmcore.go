@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +20,7 @@ func init() {
 	register(&command{
 		name:     "vmcore",
 		synopsis: "open a kernel dump and answer crash's commands (sys, log, ps, bt, dis, rd, struct, sym, mod, explain)",
-		usage:    "kcrash vmcore [--json] [--modules DIR] VMLINUX VMCORE [COMMAND[; COMMAND]...]",
+		usage:    "kcrash vmcore [--json] [--modules DIR] [--symbols DIR] [--debuginfod URLS] [VMLINUX] VMCORE [COMMAND[; COMMAND]...]",
 		run:      runVmcore,
 	})
 }
@@ -29,14 +30,18 @@ func runVmcore(env *cmdEnv, args []string) error {
 	fs := newFlagSet(env, c)
 	asJSON := fs.Bool("json", false, "print JSON (sys, log, ps, bt, explain)")
 	modules := fs.String("modules", "", "directory searched for module debug files (explain)")
+	sf := addSymbolFlags(fs, "`directory` of debug files searched by the dump's build ID and release when no VMLINUX is given", true)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() < 2 {
+	vmlinux, vmcore, rest, err := vmcoreArgs(context.Background(), fs.Args(), sf.lookup(env))
+	if err == errUsage {
 		fs.Usage()
 		return errUsage
 	}
-	vmlinux, vmcore := fs.Arg(0), fs.Arg(1)
+	if err != nil {
+		return err
+	}
 	tty := isTerminal(env.stderr)
 	if tty {
 		fmt.Fprintf(env.stderr, "kcrash: opening %s …\r", vmcore)
@@ -59,9 +64,9 @@ func runVmcore(env *cmdEnv, args []string) error {
 	if k.Dump.Incomplete() {
 		fmt.Fprintf(env.stderr, "kcrash: warning: %s is an incomplete dump\n", vmcore)
 	}
-	if fs.NArg() > 2 {
+	if len(rest) > 0 {
 		failed := false
-		for _, line := range strings.Split(strings.Join(fs.Args()[2:], " "), ";") {
+		for _, line := range strings.Split(strings.Join(rest, " "), ";") {
 			if err := runLine(env, s, line, tty); err != nil {
 				failed = true
 			}
