@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,11 @@ type Options struct {
 	// MaxCapture bounds one capture (256 KiB); CaptureBudget all of them (256 MiB).
 	MaxCapture    int
 	CaptureBudget int64
-	// MaxHosts bounds the hosts held in memory (100,000); datagrams from more are dropped.
+	// MaxHosts bounds the hosts held in memory (100,000). When a new source would
+	// exceed it, the next tick evicts the hosts heard from least recently, down to
+	// 90% of MaxHosts, never one in the middle of a crash (capturing, holding records
+	// or a partial line, or tailed); datagrams of new sources are dropped (and
+	// counted) until then.
 	MaxHosts int
 	// Allow limits netconsole sources to these networks; empty allows all.
 	Allow []netip.Prefix
@@ -82,7 +87,9 @@ func (o *Options) fill() {
 type Stats struct {
 	Packets, Bytes, Lines     atomic.Uint64
 	BadPackets, Denied        atomic.Uint64 // malformed or truncated; from a source not allowed
-	Dropped                   atomic.Uint64 // datagrams from hosts beyond MaxHosts
+	Junk                      atomic.Uint64 // binary datagrams, not console text (netconsole.Junk)
+	Dropped                   atomic.Uint64 // datagrams from new hosts beyond MaxHosts
+	Evicted                   atomic.Uint64 // idle hosts evicted to make room (MaxHosts)
 	Hosts                     atomic.Int64
 	Reports, Duplicates       atomic.Uint64 // stored; received again and not stored
 	QueueDrops, LogDrops      atomic.Uint64 // reports lost to a full store queue (kept in the spool, if any); log bytes lost
@@ -112,6 +119,7 @@ type Collector struct {
 	backlogCaptures []capture
 	wg              sync.WaitGroup
 	closed          chan struct{}
+	evict           atomic.Bool // a new host found MaxHosts reached
 }
 
 type shard struct {
@@ -257,6 +265,7 @@ func (c *Collector) handleShard(sh *shard, now time.Time, pkts []netconsole.Pack
 func (c *Collector) newHost(sh *shard, id string) *host {
 	if c.Stats.Hosts.Load() >= int64(c.o.MaxHosts) {
 		c.Stats.Dropped.Add(1)
+		c.evict.Store(true)
 		return nil
 	}
 	c.Stats.Hosts.Add(1)
@@ -277,6 +286,9 @@ func (c *Collector) account(h *host, before netconsole.StreamStats) {
 	st := h.stream.Stats
 	if d := st.Bad - before.Bad; d > 0 {
 		c.Stats.BadPackets.Add(d)
+	}
+	if d := st.Junk - before.Junk; d > 0 {
+		c.Stats.Junk.Add(d)
 	}
 	if d := st.Gaps - before.Gaps; d > 0 {
 		c.Stats.Gaps.Add(d)
@@ -394,8 +406,17 @@ type tickWork struct {
 // collects every raw log.
 func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 	w.seen, w.logs, w.done = w.seen[:0], w.logs[:0], w.done[:0]
+	// Evict down to 90% of MaxHosts, from each shard in proportion to its hosts.
+	var excess int64
+	if c.evict.Swap(false) {
+		excess = c.Stats.Hosts.Load() - int64(c.o.MaxHosts)*9/10
+	}
+	total := max(c.Stats.Hosts.Load(), 1)
 	for _, sh := range c.shards {
 		sh.mu.Lock()
+		if excess > 0 {
+			c.evictIdle(sh, int((excess*int64(len(sh.hosts))+total-1)/total), w)
+		}
 		visit := func(h *host) {
 			if h.stream.Pending() {
 				before := h.stream.Stats
@@ -430,6 +451,37 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 		clear(sh.done)
 		sh.done = sh.done[:0]
 		sh.mu.Unlock()
+	}
+}
+
+// evictIdle removes up to n of sh's hosts, least recently heard first, skipping
+// every host in the middle of a crash: capturing, holding records or a partial
+// line, or tailed. Their raw log and last contact go out with w. The shard lock is
+// held.
+func (c *Collector) evictIdle(sh *shard, n int, w *tickWork) {
+	type cand struct {
+		at time.Time
+		k  netip.AddrPort
+	}
+	var cs []cand
+	for k, h := range sh.hosts {
+		if h.capture == nil && !h.stream.Pending() && !h.tailing.Load() && !h.logDue {
+			cs = append(cs, cand{h.lastSeen, k})
+		}
+	}
+	slices.SortFunc(cs, func(a, b cand) int { return a.at.Compare(b.at) })
+	for _, x := range cs[:min(n, len(cs))] {
+		h := sh.hosts[x.k]
+		if len(h.log) > 0 {
+			w.logs = append(w.logs, logChunk{host: h.id, data: h.log})
+		}
+		if h.dirty {
+			w.seen = append(w.seen, store.HostSeen{ID: h.id, Name: h.name, Release: h.release, Seen: h.lastSeen, Boot: h.boot})
+		}
+		delete(sh.hosts, x.k)
+		c.byID.Delete(h.id)
+		c.Stats.Hosts.Add(-1)
+		c.Stats.Evicted.Add(1)
 	}
 }
 

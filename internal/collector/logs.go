@@ -19,16 +19,18 @@ type logChunk struct {
 // maxOpen files open (least recently written closed first): with thousands of hosts,
 // opening every log on every flush costs more than everything else the collector does.
 type logWriter struct {
-	dir   string
-	max   int64
-	sizes map[string]int64
-	open  map[string]*list.Element // host → element of lru holding *openLog
-	lru   *list.List
+	dir  string
+	max  int64
+	open map[string]*list.Element // host → element of lru holding *openLog
+	lru  *list.List
 }
 
+// openLog is an open raw log and its size; nothing is kept of a closed one, so the
+// writer's memory is bounded by maxOpen however many hosts come and go.
 type openLog struct {
 	host string
 	f    *os.File
+	size int64
 }
 
 // maxOpen bounds the raw log files kept open: half the process's file limit (Go
@@ -42,27 +44,33 @@ var maxOpen = func() int {
 }()
 
 func newLogWriter(dir string, max int64) *logWriter {
-	return &logWriter{dir: dir, max: max, sizes: map[string]int64{}, open: map[string]*list.Element{}, lru: list.New()}
+	return &logWriter{dir: dir, max: max, open: map[string]*list.Element{}, lru: list.New()}
 }
 
 // file returns the open log of host, opening it (and closing the least recently
 // used one beyond maxOpen) when needed.
-func (w *logWriter) file(host, path string) (*os.File, error) {
+func (w *logWriter) file(host, path string) (*openLog, error) {
 	if e, ok := w.open[host]; ok {
 		w.lru.MoveToFront(e)
-		return e.Value.(*openLog).f, nil
+		return e.Value.(*openLog), nil
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	w.open[host] = w.lru.PushFront(&openLog{host, f})
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	ol := &openLog{host, f, fi.Size()}
+	w.open[host] = w.lru.PushFront(ol)
 	for w.lru.Len() > maxOpen {
 		old := w.lru.Remove(w.lru.Back()).(*openLog)
 		old.f.Close()
 		delete(w.open, old.host)
 	}
-	return f, nil
+	return ol, nil
 }
 
 func (w *logWriter) closeFile(host string) {
@@ -102,31 +110,25 @@ func (w *logWriter) write(chunks []logChunk) error {
 	var first error
 	for _, ch := range chunks {
 		path := filepath.Join(w.dir, LogName(ch.host))
-		size, ok := w.sizes[ch.host]
-		if !ok {
-			if fi, err := os.Stat(path); err == nil {
-				size = fi.Size()
-			}
-		}
-		if size+int64(len(ch.data)) > w.max && size > 0 {
+		ol, err := w.file(ch.host, path)
+		if err == nil && ol.size+int64(len(ch.data)) > w.max && ol.size > 0 {
 			w.closeFile(ch.host)
 			if err := os.Rename(path, path+".1"); err != nil && first == nil {
 				first = err
 			}
-			size = 0
+			ol, err = w.file(ch.host, path)
 		}
-		f, err := w.file(ch.host, path)
 		if err != nil {
 			if first == nil {
 				first = err
 			}
 			continue
 		}
-		n, err := f.Write(ch.data)
+		n, err := ol.f.Write(ch.data)
 		if err != nil && first == nil {
 			first = err
 		}
-		w.sizes[ch.host] = size + int64(n)
+		ol.size += int64(n)
 	}
 	return first
 }

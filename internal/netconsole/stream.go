@@ -44,6 +44,7 @@ func (o *StreamOptions) fill() {
 type StreamStats struct {
 	Plain, Records uint64 // datagrams of each format
 	Bad            uint64 // malformed extended datagrams (bad fragments)
+	Junk           uint64 // binary datagrams no console sends (see Junk)
 	Gaps           uint64 // sequence numbers never received (loss, rate limits or console loglevel)
 	Dups           uint64 // records received twice (duplicates and ring buffer replays)
 	Reordered      uint64 // records that arrived ahead of a missing one
@@ -92,6 +93,10 @@ func (s *Stream) Buffered() int {
 func (s *Stream) Push(p []byte, now time.Time, emit EmitFunc) {
 	r, err := ParseExtended(p)
 	if err == ErrNotExtended {
+		if Junk(p) {
+			s.Stats.Junk++
+			return
+		}
 		s.Stats.Plain++
 		s.pushPlain(p, now, emit)
 		return
@@ -139,6 +144,28 @@ func (s *Stream) emitRecord(r *Record, ev Event, emit EmitFunc) {
 		ev = EventLine
 		b = b[i+1:]
 	}
+}
+
+// Junk says whether a datagram that is not an extended record is binary rather than
+// console text: it holds a NUL byte, or more than one byte in eight is a control
+// byte other than tab, newline, carriage return and escape (the kernel's console
+// text is printable ASCII or UTF-8 with at most a few escape sequences). One pass.
+func Junk(p []byte) bool {
+	ctl := 0
+	for _, c := range p {
+		if c < 0x20 {
+			switch c {
+			case 0:
+				return true
+			case '\t', '\n', '\r', 0x1b:
+				continue
+			}
+			ctl++
+		} else if c == 0x7f {
+			ctl++
+		}
+	}
+	return ctl*8 > len(p)
 }
 
 var bootBanner = []byte("[    0.000000] Linux version ")
