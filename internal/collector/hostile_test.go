@@ -3,8 +3,8 @@ package collector
 import (
 	"context"
 	"math/rand/v2"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,11 +105,11 @@ func TestHostileDatagrams(t *testing.T) {
 	}
 	junk[3] = 0
 	bad := [][]byte{
-		[]byte("6,2,100,-,ncfrag=0/99999999999;x"),     // total beyond any record
-		[]byte("6,2,100,-,ncfrag=5000/10;xxxxx"),       // offset past the total
+		[]byte("6,2,100,-,ncfrag=0/99999999999;x"),      // total beyond any record
+		[]byte("6,2,100,-,ncfrag=5000/10;xxxxx"),        // offset past the total
 		[]byte("6,2,100,-,ncfrag=0/8;0123456789abcdef"), // body longer than the total
-		[]byte("6,2,100,-,ncfrag=1;x"),                 // no total
-		[]byte("6,2,100,-,ncfrag=-1/9;x"),              // negative
+		[]byte("6,2,100,-,ncfrag=1;x"),                  // no total
+		[]byte("6,2,100,-,ncfrag=-1/9;x"),               // negative
 	}
 	var dg [][]byte
 	dg = append(dg, []byte("6,1,100,-;first"))
