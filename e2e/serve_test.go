@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,8 +71,12 @@ func startServe(t *testing.T, db, logs string, extra ...string) *server {
 	}
 	t.Cleanup(func() { s.stop(t) })
 	deadline := time.Now().Add(20 * time.Second)
+	health, client := "http://"+s.http+"/healthz", http.DefaultClient
+	if slices.Contains(extra, "--tls-cert") { // only up-ness is checked here
+		health, client = "https://"+s.http+"/healthz", &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	}
 	for {
-		resp, err := http.Get("http://" + s.http + "/healthz")
+		resp, err := client.Get(health)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

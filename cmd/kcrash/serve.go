@@ -30,7 +30,7 @@ func init() {
 	register(&command{
 		name:     "serve",
 		synopsis: "collect netconsole from kernels, store their crash reports and show them on a web dashboard",
-		usage:    "kcrash serve [--udp ADDR] [--http ADDR] [--db PATH|postgres://…] [--symbols DIR] [--token T]",
+		usage:    "kcrash serve [--udp ADDR] [--http ADDR] [--db PATH|postgres://…] [--symbols DIR] [--token T] [--read-token T] [--tls-cert F --tls-key F] [--allow NETS] [--max-hosts N]",
 		run:      runServe,
 	})
 }
@@ -89,10 +89,13 @@ func runServe(env *cmdEnv, args []string) error {
 	logMax := fs.Int64("log-max", 8<<20, "rotate a host's raw log at this many `bytes`")
 	spoolPath := fs.String("spool", "", "`file` each report is fsynced to before it is stored, and stored from after a crash (default: .spool in --logs; \"none\" for none)")
 	symbols := fs.String("symbols", "", "`directory` of vmlinux files per release, for decoded reports")
-	token := fs.String("token", os.Getenv("KCRASH_TOKEN"), "bearer `token` for write endpoints (default $KCRASH_TOKEN; empty disables them)")
+	token := fs.String("token", os.Getenv("KCRASH_TOKEN"), "bearer `token` for write endpoints, taken from the Authorization header only (default $KCRASH_TOKEN; empty disables them)")
+	readToken := fs.String("read-token", os.Getenv("KCRASH_READ_TOKEN"), "`token` the dashboard, API, live tail and metrics need (Bearer, or Basic password; default $KCRASH_READ_TOKEN; empty: open to anyone who can reach --http)")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `file` (PEM; with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "private key `file` of --tls-cert (PEM)")
 	allow := fs.String("allow", "", "comma-separated `networks` allowed to send netconsole (default: any)")
 	sockets := fs.Int("sockets", runtime.GOMAXPROCS(0), "`number` of SO_REUSEPORT sockets reading netconsole")
-	maxHosts := fs.Int("max-hosts", 100_000, "most hosts held in memory")
+	maxHosts := fs.Int("max-hosts", 100_000, "most hosts held in memory; beyond it the least recently heard are evicted, never one in the middle of a crash")
 	quiet := fs.Duration("quiet", 300*time.Millisecond, "a host silent this long has its report completed")
 	silent := fs.Duration("silent-after", 10*time.Minute, "a host not heard from this long shows as silent")
 	if err := parseFlags(fs, args); err != nil {
@@ -101,6 +104,9 @@ func runServe(env *cmdEnv, args []string) error {
 	if fs.NArg() > 0 {
 		fs.Usage()
 		return errUsage
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
 	nets, err := parsePrefixes(*allow)
 	if err != nil {
@@ -143,7 +149,7 @@ func runServe(env *cmdEnv, args []string) error {
 	}
 	var decodeErrors counter
 	srv := &http.Server{Handler: web.New(web.Options{
-		Store: st, Pipeline: col, Token: *token, Symbols: *symbols, SilentAfter: *silent,
+		Store: st, Pipeline: col, Token: *token, ReadToken: *readToken, Symbols: *symbols, SilentAfter: *silent,
 		Decoder:      reportDecoder(),
 		Metrics:      func(w io.Writer) { writeMetrics(w, col, decodeErrors.load()) },
 		DecodeErrors: decodeErrors.inc,
@@ -154,9 +160,15 @@ func runServe(env *cmdEnv, args []string) error {
 	rcvDone := make(chan error, 1)
 	go func() { rcvDone <- rcv.Run(col.HandleBatch) }()
 	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.Serve(ln) }()
-	log.Info("serving", "udp", rcv.Addr().String(), "http", "http://"+ln.Addr().String()+"/", "db", redact(*db))
-	fmt.Fprintf(env.stderr, "kcrash serve: netconsole on udp %s, dashboard on http://%s/\n", rcv.Addr(), ln.Addr())
+	scheme := "http"
+	if *tlsCert != "" {
+		scheme = "https"
+		go func() { httpDone <- srv.ServeTLS(ln, *tlsCert, *tlsKey) }()
+	} else {
+		go func() { httpDone <- srv.Serve(ln) }()
+	}
+	log.Info("serving", "udp", rcv.Addr().String(), "http", scheme+"://"+ln.Addr().String()+"/", "db", redact(*db))
+	fmt.Fprintf(env.stderr, "kcrash serve: netconsole on udp %s, dashboard on %s://%s/\n", rcv.Addr(), scheme, ln.Addr())
 
 	var runErr error
 	select {
@@ -211,6 +223,8 @@ func writeMetrics(w io.Writer, c *collector.Collector, decodeErrors uint64) {
 		{"kcrash_netconsole_lines_total", "counter", "Console lines produced.", float64(s.Lines.Load())},
 		{"kcrash_netconsole_bad_packets_total", "counter", "Malformed or truncated datagrams.", float64(s.BadPackets.Load())},
 		{"kcrash_netconsole_denied_packets_total", "counter", "Datagrams from sources outside --allow.", float64(s.Denied.Load())},
+		{"kcrash_netconsole_junk_packets_total", "counter", "Binary datagrams that are not console text, dropped.", float64(s.Junk.Load())},
+		{"kcrash_hosts_evicted_total", "counter", "Idle hosts evicted from memory to stay within --max-hosts.", float64(s.Evicted.Load())},
 		{"kcrash_netconsole_gaps_total", "counter", "Extended records never received (sequence gaps).", float64(s.Gaps.Load())},
 		{"kcrash_netconsole_duplicates_total", "counter", "Extended records received twice (replays).", float64(s.Dups.Load())},
 		{"kcrash_reboots_total", "counter", "New boots seen.", float64(s.Reboots.Load())},

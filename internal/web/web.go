@@ -45,7 +45,12 @@ type Options struct {
 	Store    store.Store
 	Pipeline Pipeline // nil: no live tail and no ingest
 	// Token guards the write endpoints (POST /api/ingest); empty disables them.
+	// It is taken from the Authorization header only (Bearer), never from a URL.
 	Token string
+	// ReadToken, when set, guards everything else but /healthz: pages, API, live
+	// tail and metrics need it (or Token) as a Bearer token, or as the password of
+	// HTTP Basic authentication (what a browser prompts for).
+	ReadToken string
 	// Symbols is a directory searched for a vmlinux per release (see FindVmlinux).
 	Symbols string
 	Decoder Decoder
@@ -126,7 +131,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
+	if s.o.ReadToken != "" && r.Method != http.MethodPost && r.URL.Path != "/healthz" && !s.readAuthorized(r) {
+		h.Set("WWW-Authenticate", `Basic realm="kcrash", charset="UTF-8"`)
+		http.Error(w, "a valid read token is needed (serve --read-token)", http.StatusUnauthorized)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// readAuthorized says whether r carries the read token or the write token, as a
+// Bearer token or as a Basic password (any user name).
+func (s *Server) readAuthorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		_, got, ok = r.BasicAuth()
+	}
+	if !ok {
+		return false
+	}
+	match := func(tok string) bool {
+		return tok != "" && subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1
+	}
+	return match(s.o.ReadToken) || match(s.o.Token)
 }
 
 func (s *Server) render(w http.ResponseWriter, name string, data any) {
