@@ -153,6 +153,7 @@ func runServe(env *cmdEnv, args []string) error {
 		Decoder:      reportDecoder(),
 		Metrics:      func(w io.Writer) { writeMetrics(w, col, decodeErrors.load()) },
 		DecodeErrors: decodeErrors.inc,
+		Warnings:     col.Warnings,
 	}), ReadHeaderTimeout: 10 * time.Second}
 
 	colCtx, stopCol := context.WithCancel(context.Background())
@@ -204,6 +205,13 @@ func redact(dsn string) string {
 	return dsn
 }
 
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 type counter struct{ n atomic.Uint64 }
 
 func (c *counter) inc()         { c.n.Add(1) }
@@ -235,6 +243,8 @@ func writeMetrics(w io.Writer, c *collector.Collector, decodeErrors uint64) {
 		{"kcrash_drops_total{what=\"host_limit\"}", "counter", "Data dropped.", float64(s.Dropped.Load())},
 		{"kcrash_drops_total{what=\"report_queue\"}", "", "", float64(s.QueueDrops.Load())},
 		{"kcrash_drops_total{what=\"log_bytes\"}", "", "", float64(s.LogDrops.Load())},
+		{"kcrash_log_write_errors_total", "counter", "Failed raw log writes (a full or failing disk); raw logs are shed for a second after each.", float64(s.LogErrors.Load())},
+		{"kcrash_log_shedding", "gauge", "1 while raw logs are shed after a failed write.", b2f(s.LogShedding.Load())},
 		{"kcrash_store_errors_total", "counter", "Failed store operations (retried).", float64(s.StoreErrors.Load())},
 		{"kcrash_spool_pending", "gauge", "Reports on disk in the spool, not yet stored.", float64(c.SpoolPending())},
 		{"kcrash_spool_errors_total", "counter", "Failed spool writes.", float64(s.SpoolErrors.Load())},

@@ -92,7 +92,9 @@ type Stats struct {
 	Evicted                   atomic.Uint64 // idle hosts evicted to make room (MaxHosts)
 	Hosts                     atomic.Int64
 	Reports, Duplicates       atomic.Uint64 // stored; received again and not stored
-	QueueDrops, LogDrops      atomic.Uint64 // reports lost to a full store queue (kept in the spool, if any); log bytes lost
+	QueueDrops, LogDrops      atomic.Uint64 // reports lost to a full store queue (kept in the spool, if any); raw log bytes shed
+	LogErrors                 atomic.Uint64 // failed raw log writes (a full or failing disk); raw logs are then shed for a second
+	LogShedding               atomic.Bool   // raw logs are being shed after a failed write
 	StoreErrors, StoreRetries atomic.Uint64
 	SpoolErrors               atomic.Uint64 // failed spool writes
 	Gaps, Dups, Reboots       atomic.Uint64
@@ -526,9 +528,7 @@ func (c *Collector) Run(ctx context.Context, drain time.Duration) {
 	var w tickWork
 	step := func(now time.Time, slow, all bool) {
 		c.tick(now, &w, slow, all)
-		if c.logs != nil {
-			c.logs.write(w.logs)
-		}
+		c.writeLogs(now, w.logs)
 		c.dispatch(w.done)
 		if len(w.seen) > 0 && c.o.Store != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -575,6 +575,21 @@ loop:
 		c.spool.Close()
 	}
 	close(c.closed)
+}
+
+// writeLogs writes raw logs, counting what a full or failing disk makes it shed.
+func (c *Collector) writeLogs(now time.Time, chunks []logChunk) {
+	if c.logs == nil {
+		return
+	}
+	shed, err := c.logs.write(chunks, now)
+	if shed > 0 {
+		c.Stats.LogDrops.Add(uint64(shed))
+	}
+	if err != nil {
+		c.Stats.LogErrors.Add(1)
+	}
+	c.Stats.LogShedding.Store(c.logs.shedding(now))
 }
 
 // Done is closed once Run has returned from draining.

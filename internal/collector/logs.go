@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // logChunk is console text of one host waiting to be written.
@@ -23,7 +24,16 @@ type logWriter struct {
 	max  int64
 	open map[string]*list.Element // host → element of lru holding *openLog
 	lru  *list.List
+	// After a failed write (a full disk), chunks are shed until retryAt.
+	retryAt time.Time
 }
+
+// shedding says whether raw logs are being shed at now after a failed write.
+func (w *logWriter) shedding(now time.Time) bool { return now.Before(w.retryAt) }
+
+// logRetry is how long raw logs are shed after a failed write before the writer
+// tries the disk again.
+const logRetry = time.Second
 
 // openLog is an open raw log and its size; nothing is kept of a closed one, so the
 // writer's memory is bounded by maxOpen however many hosts come and go.
@@ -100,15 +110,38 @@ func LogName(id string) string {
 	}, id) + ".log"
 }
 
-func (w *logWriter) write(chunks []logChunk) error {
+// write appends the chunks to their hosts' logs and returns the bytes it could not
+// write (shed) with the first error. Raw logs are what is shed first when the disk
+// is full: a failed write drops its chunk, and after one the writer sheds every
+// chunk, without a system call, for logRetry, then tries again.
+func (w *logWriter) write(chunks []logChunk, now time.Time) (shed int64, _ error) {
 	if len(chunks) == 0 {
-		return nil
+		return 0, nil
 	}
-	if err := os.MkdirAll(w.dir, 0o755); err != nil {
-		return err
+	if w.shedding(now) {
+		for _, ch := range chunks {
+			shed += int64(len(ch.data))
+		}
+		return shed, nil
 	}
 	var first error
-	for _, ch := range chunks {
+	defer func() {
+		if first != nil {
+			w.retryAt = now.Add(logRetry)
+		}
+	}()
+	if err := os.MkdirAll(w.dir, 0o755); err != nil {
+		first = err
+		for _, ch := range chunks {
+			shed += int64(len(ch.data))
+		}
+		return shed, err
+	}
+	for i, ch := range chunks {
+		if first != nil && i > 0 {
+			shed += int64(len(ch.data)) // the disk failed: shed the rest of this round
+			continue
+		}
 		path := filepath.Join(w.dir, LogName(ch.host))
 		ol, err := w.file(ch.host, path)
 		if err == nil && ol.size+int64(len(ch.data)) > w.max && ol.size > 0 {
@@ -122,6 +155,7 @@ func (w *logWriter) write(chunks []logChunk) error {
 			if first == nil {
 				first = err
 			}
+			shed += int64(len(ch.data))
 			continue
 		}
 		n, err := ol.f.Write(ch.data)
@@ -129,6 +163,7 @@ func (w *logWriter) write(chunks []logChunk) error {
 			first = err
 		}
 		ol.size += int64(n)
+		shed += int64(len(ch.data) - n)
 	}
-	return first
+	return shed, first
 }

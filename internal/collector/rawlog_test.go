@@ -106,3 +106,35 @@ func waitUntil(t *testing.T, what string, d time.Duration, ok func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestRawLogShedding: when the raw logs cannot be written (here the logs directory
+// is a file; a full disk fails the same way), the reports are still stored, the
+// log bytes are shed and counted, and the writer recovers by itself once the
+// directory can be written again.
+func TestRawLogShedding(t *testing.T) {
+	logDir := filepath.Join(t.TempDir(), "logs")
+	if err := os.WriteFile(logDir, []byte("in the way\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := New(Options{Store: openStore(t), LogDir: logDir, Quiet: 100 * time.Millisecond})
+	stop := run(c)
+	defer stop()
+	a := netip.MustParseAddrPort("10.0.3.1:6665")
+	c.HandleBatch(0, time.Now(), packets(a, datagrams(t, "ACCESS_NULL.netconsole-ext")))
+	waitUntil(t, "the report with the raw logs failing", 5*time.Second, func() bool { return c.Stats.Reports.Load() == 1 })
+	waitUntil(t, "shed raw log bytes", 5*time.Second, func() bool {
+		return c.Stats.LogDrops.Load() > 0 && c.Stats.LogErrors.Load() > 0 && c.Stats.LogShedding.Load()
+	})
+	if w := c.Warnings(); len(w) == 0 || !bytes.Contains([]byte(w[0]), []byte("bytes shed")) {
+		t.Errorf("warnings %q", w)
+	}
+	os.Remove(logDir)
+	waitUntil(t, "the end of shedding", 5*time.Second, func() bool { return !c.Stats.LogShedding.Load() })
+	b := netip.MustParseAddrPort("10.0.3.2:6665")
+	c.HandleBatch(0, time.Now(), packets(b, datagrams(t, "ACCESS_NULL.netconsole-ext")))
+	waitUntil(t, "the second report", 5*time.Second, func() bool { return c.Stats.Reports.Load() == 2 })
+	log, err := os.ReadFile(filepath.Join(logDir, LogName(b.String())))
+	if err != nil || !bytes.Contains(log, []byte("Kernel panic - not syncing")) {
+		t.Errorf("raw log after recovery: %v, %d bytes", err, len(log))
+	}
+}

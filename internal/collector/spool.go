@@ -241,20 +241,38 @@ func (s *spool) addCaptures(cps []capture) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var buf []byte
 	for _, cp := range cps {
 		line, err := captureLine(cp)
 		if err != nil {
 			return err
 		}
-		if _, err := s.f.Write(line); err != nil {
-			return fmt.Errorf("spool %s: %w", s.path, err)
-		}
-		s.size += int64(len(line))
+		buf = append(buf, line...)
+	}
+	if err := s.write(buf); err != nil {
+		return err
+	}
+	for _, cp := range cps {
 		s.pending["C"+cp.id]++
 	}
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("spool %s: %w", s.path, err)
 	}
+	return nil
+}
+
+// write appends lines whole or not at all: a write cut short (a full disk) is
+// truncated away, so the next line does not run into a piece of this one. The
+// lock is held.
+func (s *spool) write(lines []byte) error {
+	n, err := s.f.Write(lines)
+	if err != nil {
+		if n > 0 {
+			s.f.Truncate(s.size)
+		}
+		return fmt.Errorf("spool %s: %w", s.path, err)
+	}
+	s.size += int64(n)
 	return nil
 }
 
@@ -285,10 +303,9 @@ func (s *spool) add(r *store.Report) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.f.Write(line); err != nil {
-		return fmt.Errorf("spool %s: %w", s.path, err)
+	if err := s.write(line); err != nil {
+		return err
 	}
-	s.size += int64(len(line))
 	s.pending[r.Key]++
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("spool %s: %w", s.path, err)
@@ -320,12 +337,7 @@ func (s *spool) mark(k, mark string) error {
 		s.size = 0
 		return nil
 	}
-	line := append([]byte(mark), '\n')
-	if _, err := s.f.Write(line); err != nil {
-		return fmt.Errorf("spool %s: %w", s.path, err)
-	}
-	s.size += int64(len(line))
-	return nil
+	return s.write(append([]byte(mark), '\n'))
 }
 
 // pendingCount is the number of spooled reports not yet stored and of spooled

@@ -1,6 +1,9 @@
 package collector
 
-import "sync"
+import (
+	"fmt"
+	"sync"
+)
 
 // subscribers fan a host's lines out to live-tail readers.
 type subscribers struct {
@@ -67,4 +70,25 @@ func (c *Collector) Context(id string) []byte {
 		return append([]byte(nil), h.capture...)
 	}
 	return append([]byte(nil), h.ctx...)
+}
+
+// Warnings describes the collector's troubles, for the dashboard: raw logs shed
+// (a full or failing disk), failed spool writes, reports waiting for the store.
+func (c *Collector) Warnings() []string {
+	var out []string
+	s := &c.Stats
+	if n := s.LogDrops.Load(); n > 0 || s.LogShedding.Load() {
+		now := ""
+		if s.LogShedding.Load() {
+			now = "; shedding now"
+		}
+		out = append(out, fmt.Sprintf("Raw logs: %d bytes shed since start after %d failed writes (the logs directory's disk is full or failing)%s. Crash reports are still captured and stored.", n, s.LogErrors.Load(), now))
+	}
+	if n := s.SpoolErrors.Load(); n > 0 {
+		out = append(out, fmt.Sprintf("Spool: %d failed writes since start (its disk is full or failing): reports go to the store without a copy on disk.", n))
+	}
+	if q, p := s.Queued.Load(), c.SpoolPending(); q > 0 || p > 0 {
+		out = append(out, fmt.Sprintf("Store: %d reports queued, %d in the spool waiting to be stored (%d store errors since start).", q, p, s.StoreErrors.Load()))
+	}
+	return out
 }

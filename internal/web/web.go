@@ -60,6 +60,9 @@ type Options struct {
 	Metrics func(w io.Writer)
 	// DecodeErrors counts failed decodes, for the metrics.
 	DecodeErrors func()
+	// Warnings lists the collector's troubles now (raw logs shed to a full disk, a
+	// failing store, reports waiting in the spool), shown atop the dashboard.
+	Warnings func() []string
 }
 
 //go:embed templates/*.html templates/tail.js
@@ -212,7 +215,11 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	s.render(w, "index.html", map[string]any{"Hosts": hosts, "Groups": groups, "Reports": reports})
+	var warnings []string
+	if s.o.Warnings != nil {
+		warnings = s.o.Warnings()
+	}
+	s.render(w, "index.html", map[string]any{"Hosts": hosts, "Groups": groups, "Reports": reports, "Warnings": warnings})
 }
 
 // groupView is a group with its chart data.
