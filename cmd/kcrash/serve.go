@@ -30,7 +30,7 @@ func init() {
 	register(&command{
 		name:     "serve",
 		synopsis: "collect netconsole from kernels, store their crash reports and show them on a web dashboard",
-		usage:    "kcrash serve [--udp ADDR] [--http ADDR] [--db PATH|postgres://…] [--symbols DIR] [--token T] [--read-token T] [--tls-cert F --tls-key F] [--allow NETS] [--max-hosts N]",
+		usage:    "kcrash serve [--udp ADDR] [--http ADDR] [--db PATH|postgres://…] [--symbols DIR] [--token T] [--read-token T] [--tls-cert F --tls-key F] [--allow NETS] [--max-hosts N] [--hosts FILE] [--alert-webhook URL]",
 		run:      runServe,
 	})
 }
@@ -98,6 +98,9 @@ func runServe(env *cmdEnv, args []string) error {
 	maxHosts := fs.Int("max-hosts", 100_000, "most hosts held in memory; beyond it the least recently heard are evicted, never one in the middle of a crash")
 	quiet := fs.Duration("quiet", 300*time.Millisecond, "a host silent this long has its report completed")
 	silent := fs.Duration("silent-after", 10*time.Minute, "a host not heard from this long shows as silent")
+	hostsFile := fs.String("hosts", "", "inventory `file`: ADDRESS NAME [KEY=VALUE…] per line, naming and labelling hosts")
+	webhook := fs.String("alert-webhook", "", "`URL` alerts are posted to as JSON (Slack-compatible text field)")
+	fleetState := fs.String("fleet-state", "", "`file` keeping the hosts' observed uptime between runs (default: next to a SQLite --db; \"none\" for none)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -135,8 +138,19 @@ func runServe(env *cmdEnv, args []string) error {
 			log.Info("spool", "path", *spoolPath, "reports to store", n)
 		}
 	}
+	if *fleetState == "" && !strings.Contains(*db, "://") {
+		*fleetState = *db + ".fleet.json"
+	}
+	if *fleetState == "none" {
+		*fleetState = ""
+	}
+	fl, err := startFleet(ctx, st, *hostsFile, *webhook, *fleetState, log)
+	if err != nil {
+		return err
+	}
 	col.OnReport(func(r *store.Report) {
 		log.Info("report", "id", r.ID, "host", r.Host, "kind", r.Kind, "title", r.Title, "panicked", r.Panicked)
+		fl.report(r)
 	})
 	rcv, err := netconsole.Listen(ctx, *udp, netconsole.ListenOptions{Sockets: *sockets})
 	if err != nil {
@@ -151,7 +165,8 @@ func runServe(env *cmdEnv, args []string) error {
 	srv := &http.Server{Handler: web.New(web.Options{
 		Store: st, Pipeline: col, Token: *token, ReadToken: *readToken, Symbols: *symbols, SilentAfter: *silent,
 		Decoder:      reportDecoder(),
-		Metrics:      func(w io.Writer) { writeMetrics(w, col, decodeErrors.load()) },
+		Metrics:      func(w io.Writer) { writeMetrics(w, col, decodeErrors.load()); fl.writeMetrics(w) },
+		Fleet:        fl.engine,
 		DecodeErrors: decodeErrors.inc,
 		Warnings:     col.Warnings,
 	}), ReadHeaderTimeout: 10 * time.Second}
@@ -183,6 +198,7 @@ func runServe(env *cmdEnv, args []string) error {
 	rcv.Close()
 	stopCol()
 	<-col.Done()
+	fl.saveState()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)

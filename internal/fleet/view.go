@@ -166,3 +166,43 @@ func (e *Engine) ReleaseHours() map[string]float64 {
 	}
 	return out
 }
+
+// Uptime is the engine's host-hours, per host and release, as kcrash serve saves
+// them between runs (reports are in the store; uptime observations are not).
+type Uptime map[string]map[string]float64
+
+// Uptime returns the host-hours observed so far.
+func (e *Engine) Uptime() Uptime {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := Uptime{}
+	for id, h := range e.hosts {
+		if len(h.relHours) == 0 {
+			continue
+		}
+		m := make(map[string]float64, len(h.relHours))
+		for r, v := range h.relHours {
+			m[r] = v
+		}
+		out[id] = m
+	}
+	return out
+}
+
+// LoadUptime adds saved host-hours (before any observation or report) and
+// recomputes every verdict, since the release gates depend on them.
+func (e *Engine) LoadUptime(u Uptime) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id, m := range u {
+		h := e.host(id)
+		for r, v := range m {
+			if v > 0 && r != "" {
+				e.addHoursLocked(h, r, v)
+			}
+		}
+	}
+	for _, g := range e.groups {
+		g.verdict = e.groupVerdict(g)
+	}
+}

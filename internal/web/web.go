@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kcrash/kcrash/internal/fleet"
 	"github.com/kcrash/kcrash/internal/oops"
 	"github.com/kcrash/kcrash/internal/store"
 )
@@ -63,6 +64,8 @@ type Options struct {
 	// Warnings lists the collector's troubles now (raw logs shed to a full disk, a
 	// failing store, reports waiting in the spool), shown atop the dashboard.
 	Warnings func() []string
+	// Fleet gives groups and hosts their verdicts, releases and names; nil for none.
+	Fleet *fleet.Engine
 }
 
 //go:embed templates/*.html templates/tail.js
@@ -94,6 +97,9 @@ func New(o Options) *Server {
 		"percent":  percent,
 		"times":    times,
 		"ttcChart": ttcChart,
+		// fleet pages (fleet.go)
+		"releaseChart": releaseChart,
+		"hours":        hours,
 	}).ParseFS(templateFS, "templates/*.html"))
 	m := s.mux
 	m.HandleFunc("GET /{$}", s.index)
@@ -200,48 +206,23 @@ func (s *Server) hosts(ctx context.Context) ([]hostView, error) {
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
-	hosts, err := s.hosts(r.Context())
+	v, err := s.fleetView(r.Context(), r.URL.Query())
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	groups, err := s.groupViews(r.Context(), 200)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	reports, err := s.o.Store.Reports(r.Context(), store.ReportQuery{Limit: 20})
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	var warnings []string
-	if s.o.Warnings != nil {
-		warnings = s.o.Warnings()
-	}
-	s.render(w, "index.html", map[string]any{"Hosts": hosts, "Groups": groups, "Reports": reports, "Warnings": warnings})
-}
-
-// groupView is a group with its chart data.
-type groupView struct {
-	store.Group
-	Times []time.Time `json:"-"`
-}
-
-func (s *Server) groupViews(ctx context.Context, limit int) ([]groupView, error) {
-	gs, err := s.o.Store.Groups(ctx, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]groupView, len(gs))
-	for i, g := range gs {
-		out[i].Group = g
-		out[i].Times, err = s.o.Store.ReportTimes(ctx, g.Signature, time.Now().Add(-30*24*time.Hour))
-		if err != nil {
-			return nil, err
+	for i := range v.Groups {
+		if v.Groups[i].Times == nil {
+			if v.Groups[i].Times, err = s.o.Store.ReportTimes(r.Context(), v.Groups[i].Signature, v.Start); err != nil {
+				fail(w, err)
+				return
+			}
 		}
 	}
-	return out, nil
+	if s.o.Warnings != nil {
+		v.Warnings = s.o.Warnings()
+	}
+	s.render(w, "index.html", v)
 }
 
 func (s *Server) groupPage(w http.ResponseWriter, r *http.Request) {
@@ -266,7 +247,29 @@ func (s *Server) groupPage(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	s.render(w, "group.html", map[string]any{"Group": groupView{*g, times}, "Reports": reps, "Campaigns": camps})
+	ga := s.groupAPI(*g)
+	ga.Times = times
+	type hostN struct {
+		H hostAPI
+		N int
+	}
+	var hosts []hostN
+	var counts map[string]int
+	if s.o.Fleet != nil {
+		gi, _ := s.o.Fleet.Group(sig)
+		counts = gi.Hosts
+	}
+	for _, id := range g.Hosts {
+		h, err := s.o.Store.Host(r.Context(), id)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		hosts = append(hosts, hostN{s.hostAPI(hostView{*h, h.State(time.Now(), s.o.SilentAfter)}), counts[id]})
+	}
+	start := g.FirstSeen.Add(-time.Minute)
+	s.render(w, "group.html", map[string]any{"Group": ga, "Reports": reps, "Campaigns": camps, "Hosts": hosts,
+		"Chart": byRelease(reps, start), "Start": start})
 }
 
 func (s *Server) hostPage(w http.ResponseWriter, r *http.Request) {
@@ -285,7 +288,9 @@ func (s *Server) hostPage(w http.ResponseWriter, r *http.Request) {
 	if s.o.Pipeline != nil {
 		recent = string(s.o.Pipeline.Context(id))
 	}
-	s.render(w, "host.html", map[string]any{"Host": hostView{*h, h.State(time.Now(), s.o.SilentAfter)}, "Reports": reps, "Recent": recent})
+	start := h.FirstSeen.Add(-time.Minute)
+	s.render(w, "host.html", map[string]any{"Host": s.hostAPI(hostView{*h, h.State(time.Now(), s.o.SilentAfter)}), "Reports": reps,
+		"Recent": recent, "Chart": byRelease(reps, start), "Start": start})
 }
 
 func (s *Server) reportPage(w http.ResponseWriter, r *http.Request) {
@@ -359,7 +364,7 @@ func (s *Server) decode(ctx context.Context, rep *store.Report, parsed *oops.Rep
 }
 
 func (s *Server) apiHosts(w http.ResponseWriter, r *http.Request) {
-	hosts, err := s.hosts(r.Context())
+	hosts, err := s.hostAPIs(r.Context())
 	if err != nil {
 		fail(w, err)
 		return
@@ -380,7 +385,11 @@ func (s *Server) apiGroups(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"groups": nonNil(gs)})
+	out := make([]groupAPI, len(gs))
+	for i, g := range gs {
+		out[i] = s.groupAPI(g)
+	}
+	writeJSON(w, map[string]any{"groups": out})
 }
 
 func (s *Server) apiGroup(w http.ResponseWriter, r *http.Request) {
@@ -389,7 +398,7 @@ func (s *Server) apiGroup(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	writeJSON(w, g)
+	writeJSON(w, s.groupAPI(*g))
 }
 
 func (s *Server) apiReports(w http.ResponseWriter, r *http.Request) {
