@@ -41,6 +41,10 @@ type Kernel struct {
 	modules []*Module
 	orcOnce sync.Once
 	orc     *orcTable
+	// OrcLayoutFrom says how the ORC entry encoding was chosen (see orcLayout).
+	OrcLayoutFrom string
+	orcLayoutOnce sync.Once
+	orcLay        orcLayout
 }
 
 // Open opens a vmlinux and a dump and finds the kernel. Cost: the dump's

@@ -114,10 +114,38 @@ func TestStateName(t *testing.T) {
 }
 
 func TestDecodeORC(t *testing.T) {
-	// sp_offset 16, bp_offset -16, sp_reg SP (5), bp_reg PREV_SP (1), type REGS (1), end 1.
-	e := decodeORC([]byte{16, 0, 0xf0, 0xff, 5 | 1<<4, 1 | 1<<2})
-	if e.spOff != 16 || e.bpOff != -16 || e.spReg != orcRegSP || e.bpReg != orcRegPrevSP || e.typ != orcTypeRegs || !e.end {
-		t.Errorf("%+v", e)
+	// sp_offset 16, bp_offset -16, sp_reg SP (5), bp_reg PREV_SP (1), then the sixth byte.
+	head := []byte{16, 0, 0xf0, 0xff, 5 | 1<<4}
+	for _, c := range []struct {
+		name   string
+		layout orcLayout
+		b5     byte
+		typ    uint8
+		end    bool
+		signal bool
+	}{
+		// 4.14–6.3: type:2 (CALL 0, REGS 1, REGS_PARTIAL 2), end:1.
+		{"old call", orcLayoutOld, 0, orcTypeCall, false, false},
+		{"old regs end", orcLayoutOld, 1 | 1<<2, orcTypeRegs, true, false},
+		{"old regs partial", orcLayoutOld, 2, orcTypeRegsIRET, false, false},
+		// 6.4+: type:3 (UNDEFINED 0, END_OF_STACK 1, CALL 2, REGS 3, REGS_PARTIAL 4), signal:1.
+		{"new undefined", orcLayoutNew, 0, orcTypeUndefined, false, false},
+		{"new end of stack", orcLayoutNew, 1, orcTypeEnd, false, false},
+		{"new call", orcLayoutNew, 2, orcTypeCall, false, false},
+		{"new call signal", orcLayoutNew, 2 | 1<<3, orcTypeCall, false, true},
+		{"new regs", orcLayoutNew, 3 | 1<<3, orcTypeRegs, false, true},
+		{"new regs partial", orcLayoutNew, 4 | 1<<3, orcTypeRegsIRET, false, true},
+		{"new reserved type", orcLayoutNew, 7, orcTypeUndefined, false, false},
+	} {
+		e := decodeORC(append(append([]byte{}, head...), c.b5), c.layout)
+		if e.spOff != 16 || e.bpOff != -16 || e.spReg != orcRegSP || e.bpReg != orcRegPrevSP || e.typ != c.typ || e.end != c.end || e.signal != c.signal {
+			t.Errorf("%s: %+v", c.name, e)
+		}
+	}
+	for rel, want := range map[string]bool{"6.1.0-57-cloud-amd64": false, "6.3.13": false, "6.4.0": true, "6.12.117+deb12-cloud-amd64": true, "7.0": true, "5.19.1": false, "": false, "x": false} {
+		if got := releaseAtLeast(rel, 6, 4); got != want {
+			t.Errorf("releaseAtLeast(%q, 6, 4) = %v", rel, got)
+		}
 	}
 	tb := &orcTable{ips: []uint64{0x100, 0x200}, entries: make([]byte, 12)}
 	if _, ok := tb.find(0xff); ok {

@@ -12,8 +12,12 @@ type Module struct {
 	Name string
 	Base uint64 // core_layout.base (6.1) or mem[MOD_TEXT].base (6.4+)
 	Size uint64
-	// TextSize is the length of the text at Base (core_layout.text_size), 0 when unknown.
+	// TextSize is the length of the text at Base (core_layout.text_size, or
+	// mem[MOD_TEXT].size on 6.4+), 0 when unknown.
 	TextSize uint64
+	// Mem are the module's other memory regions on 6.4+ (mem[MOD_DATA],
+	// mem[MOD_RODATA], …: struct module_memory), empty before.
+	Mem []ModuleMem
 	// ORC tables (mod_arch_specific), read when the unwinder needs them.
 	numORC          uint64
 	orcIP, orcTable uint64
@@ -21,6 +25,12 @@ type Module struct {
 	syms            []Symbol // runtime addresses, sorted; loaded lazily
 	symsLoaded      bool
 	orc             *orcTable
+}
+
+// ModuleMem is one region of a module's memory (6.4+: enum mod_mem_type).
+type ModuleMem struct {
+	Type       int // MOD_TEXT 0, MOD_DATA 1, MOD_RODATA 2, MOD_RO_AFTER_INIT 3, MOD_INIT_* 4-6
+	Base, Size uint64
 }
 
 // maxModuleSyms bounds a module's kallsyms table.
@@ -51,6 +61,15 @@ func (k *Kernel) Modules() ([]*Module, error) {
 	if err != nil {
 		return nil, err
 	}
+	// 6.4+: every region of mem[], its count from the array's size.
+	var memStride, memCount int64
+	if textOff == 0 {
+		es, err1 := v.Sizeof("module_memory")
+		_, mt, err2 := v.Member("module", "mem")
+		if err1 == nil && err2 == nil && es > 0 && mt.Size() > 0 {
+			memStride, memCount = es, min(mt.Size()/es, 16)
+		}
+	}
 	head, err := k.Addr("modules")
 	if err != nil {
 		return nil, err
@@ -66,6 +85,16 @@ func (k *Kernel) Modules() ([]*Module, error) {
 		if textOff != 0 {
 			ts, _ := k.U32(a + uint64(textOff))
 			m.TextSize = uint64(ts)
+		} else if memCount > 0 {
+			m.TextSize = m.Size
+			for i := int64(1); i < memCount; i++ {
+				r := a + uint64(baseOff+i*memStride)
+				b, err1 := k.U64(r)
+				sz, err2 := k.U32(r + 8)
+				if err1 == nil && err2 == nil && b != 0 && sz != 0 {
+					m.Mem = append(m.Mem, ModuleMem{Type: int(i), Base: b, Size: uint64(sz)})
+				}
+			}
 		}
 		n32, _ := k.U32(a + uint64(o[2]))
 		m.numORC = uint64(n32)
@@ -90,7 +119,27 @@ func (k *Kernel) ModuleAt(addr uint64) *Module {
 			return m
 		}
 	}
+	for _, m := range mods {
+		for _, r := range m.Mem {
+			if addr >= r.Base && addr < r.Base+r.Size {
+				return m
+			}
+		}
+	}
 	return nil
+}
+
+// contains reports whether addr is in any of m's regions.
+func (m *Module) contains(addr uint64) bool {
+	if addr >= m.Base && addr < m.Base+m.Size {
+		return true
+	}
+	for _, r := range m.Mem {
+		if addr >= r.Base && addr < r.Base+r.Size {
+			return true
+		}
+	}
+	return false
 }
 
 // moduleSymbols reads a module's kallsyms (struct mod_kallsyms: Elf64_Sym
@@ -117,7 +166,7 @@ func (k *Kernel) moduleSymbols(m *Module) []Symbol {
 	for i := uint32(1); i < num; i++ {
 		e := b[i*24:]
 		val, size := le.Uint64(e[8:]), le.Uint64(e[16:])
-		if val < m.Base || val >= m.Base+m.Size {
+		if !m.contains(val) {
 			continue
 		}
 		name, err := k.CString(strtab+uint64(le.Uint32(e)), 128)

@@ -200,19 +200,53 @@ var anchorFunctions = []string{"copy_process", "do_exit", "load_module", "__sche
 // scanAnchors scans the units of the anchor functions (found through .debug_aranges).
 func (v *Vmlinux) scanAnchors() {
 	for _, fn := range anchorFunctions {
-		s, err := v.Symbol(fn)
-		if err != nil {
-			continue
+		v.scanUnitOf(fn)
+	}
+}
+
+// scanUnitOf scans the unit that defines function fn, once.
+func (v *Vmlinux) scanUnitOf(fn string) {
+	s, err := v.Symbol(fn)
+	if err != nil {
+		return
+	}
+	i := sort.Search(len(v.aranges), func(i int) bool { return v.aranges[i].Lo > s.Addr }) - 1
+	if i >= 0 && s.Addr < v.aranges[i].Hi && int(v.aranges[i].Unit) < len(v.info) {
+		u := int(v.aranges[i].Unit)
+		if v.anchorDone == nil {
+			v.anchorDone = map[int]bool{}
+			v.scanAnchors()
 		}
-		i := sort.Search(len(v.aranges), func(i int) bool { return v.aranges[i].Lo > s.Addr }) - 1
-		if i >= 0 && s.Addr < v.aranges[i].Hi && int(v.aranges[i].Unit) < len(v.info) {
-			u := int(v.aranges[i].Unit)
-			if !v.anchorDone[u] {
-				v.anchorDone[u] = true
-				v.scanUnitAt(u)
-			}
+		if !v.anchorDone[u] {
+			v.anchorDone[u] = true
+			v.scanUnitAt(u)
 		}
 	}
+}
+
+// HintType makes a lookup of type name (as "struct orc_entry") look in the
+// unit that defines function fn before scanning .debug_info from the start:
+// for types only one source file uses (orc_entry in arch/x86/kernel/unwind_orc.c).
+func (v *Vmlinux) HintType(name, fn string) {
+	v.dwMu.Lock()
+	defer v.dwMu.Unlock()
+	if v.dwErr != nil {
+		return
+	}
+	if v.info == nil {
+		if err := v.initDWARF(); err != nil {
+			v.dwErr = err
+			return
+		}
+		v.loadTypeCache()
+	}
+	if _, ok := v.cached[name]; ok {
+		return
+	}
+	if _, ok := v.typeOff[name]; ok {
+		return
+	}
+	v.scanUnitOf(fn)
 }
 
 // findType returns the absolute DWARF offset of a named type ("struct task_struct",

@@ -29,16 +29,19 @@ type Frame struct {
 	Exact bool
 }
 
-// orcEntry is struct orc_entry (arch/x86/include/asm/orc_types.h of 6.1:
-// s16 sp_offset; s16 bp_offset; sp_reg:4, bp_reg:4; type:2, end:1).
+// orcEntry is struct orc_entry (arch/x86/include/asm/orc_types.h), decoded
+// into one form for both encodings (see orcLayout).
 type orcEntry struct {
 	spOff, bpOff int16
 	spReg, bpReg uint8
-	typ          uint8
-	end          bool
+	typ          uint8 // orcType*: normalised across encodings
+	// end (before 6.4) marks the end of a kernel thread's stack.
+	end bool
+	// signal (6.4+) says the caller's IP is exact, not a return address.
+	signal bool
 }
 
-// ORC register and type values (orc_types.h before 6.4).
+// ORC register values (unchanged since 4.14) and the unwinder's own entry types.
 const (
 	orcRegUndefined  = 0
 	orcRegPrevSP     = 1
@@ -48,25 +51,99 @@ const (
 	orcRegSPIndirect = 9
 	orcTypeCall      = 0
 	orcTypeRegs      = 1
-	orcTypeRegsIRET  = 2
+	orcTypeRegsIRET  = 2 // UNWIND_HINT_TYPE_REGS_PARTIAL: an IRET frame only
+	orcTypeUndefined = 3 // 6.4+: no ORC data for this code
+	orcTypeEnd       = 4 // 6.4+: ORC_TYPE_END_OF_STACK
 	ptRegsSize       = 21 * 8
 	ptRegsIPOff      = 16 * 8
 	maxFrames        = 128
 )
 
-func decodeORC(b []byte) orcEntry {
-	return orcEntry{
+// orcLayout is the encoding of orc_entry's sixth byte. Linux 6.4 (commit
+// "x86/unwind/orc: Add 'signal' field to ORC metadata" and the
+// ORC_TYPE_UNDEFINED/END_OF_STACK split before it) changed {type:2, end:1}
+// with CALL=0 REGS=1 REGS_PARTIAL=2 into {type:3, signal:1} with
+// UNDEFINED=0 END_OF_STACK=1 CALL=2 REGS=3 REGS_PARTIAL=4.
+type orcLayout int
+
+const (
+	orcLayoutOld orcLayout = iota // type:2, end:1 (4.14 – 6.3)
+	orcLayoutNew                  // type:3, signal:1 (6.4+)
+)
+
+func decodeORC(b []byte, l orcLayout) orcEntry {
+	e := orcEntry{
 		spOff: int16(binary.LittleEndian.Uint16(b)),
 		bpOff: int16(binary.LittleEndian.Uint16(b[2:])),
 		spReg: b[4] & 0xf, bpReg: b[4] >> 4,
-		typ: b[5] & 3, end: b[5]&4 != 0,
 	}
+	if l == orcLayoutOld {
+		e.typ, e.end = b[5]&3, b[5]&4 != 0
+		if e.typ == 3 {
+			e.typ = orcTypeUndefined // not produced by objtool
+		}
+		return e
+	}
+	e.signal = b[5]&8 != 0
+	switch b[5] & 7 {
+	case 0:
+		e.typ = orcTypeUndefined
+	case 1:
+		e.typ = orcTypeEnd
+	case 2:
+		e.typ = orcTypeCall
+	case 3:
+		e.typ = orcTypeRegs
+	case 4:
+		e.typ = orcTypeRegsIRET
+	default:
+		e.typ = orcTypeUndefined
+	}
+	return e
+}
+
+// orcLayout reads the encoding from the kernel's own type information: 6.4+
+// has a member orc_entry.signal, earlier kernels orc_entry.end. Without type
+// information for orc_entry it falls back to the release (6.4+ is new) and
+// says so in OrcLayoutFrom.
+func (k *Kernel) orcLayout() orcLayout {
+	k.orcLayoutOnce.Do(func() {
+		v := k.Vmlinux
+		v.HintType("struct orc_entry", "unwind_next_frame")
+		if _, _, err := v.MemberOffset("orc_entry", "signal"); err == nil {
+			k.orcLay, k.OrcLayoutFrom = orcLayoutNew, "orc_entry.signal in the type information"
+			return
+		}
+		if _, _, err := v.MemberOffset("orc_entry", "end"); err == nil {
+			k.orcLay, k.OrcLayoutFrom = orcLayoutOld, "orc_entry.end in the type information"
+			return
+		}
+		rel := k.Info["OSRELEASE"]
+		if rel == "" {
+			rel = v.Release()
+		}
+		if releaseAtLeast(rel, 6, 4) {
+			k.orcLay = orcLayoutNew
+		}
+		k.OrcLayoutFrom = "release " + rel + " (no orc_entry type information)"
+	})
+	return k.orcLay
+}
+
+// releaseAtLeast compares a release string's major.minor ("6.12.117+deb12-…").
+func releaseAtLeast(rel string, major, minor int) bool {
+	var a, b int
+	if n, _ := fmt.Sscanf(rel, "%d.%d", &a, &b); n != 2 {
+		return false
+	}
+	return a > major || a == major && b >= minor
 }
 
 // orcTable is one sorted ORC table: ips[i] is the runtime address entries[i] starts at.
 type orcTable struct {
 	ips     []uint64
 	entries []byte
+	layout  orcLayout
 }
 
 func (t *orcTable) find(ip uint64) (orcEntry, bool) {
@@ -74,7 +151,7 @@ func (t *orcTable) find(ip uint64) (orcEntry, bool) {
 	if i < 0 || (i+1)*6 > len(t.entries) {
 		return orcEntry{}, false
 	}
-	return decodeORC(t.entries[i*6:]), true
+	return decodeORC(t.entries[i*6:], t.layout), true
 }
 
 // vmlinuxORC decodes .orc_unwind_ip (int32 offsets relative to each entry's
@@ -87,7 +164,7 @@ func (k *Kernel) vmlinuxORC() *orcTable {
 			return
 		}
 		n := min(len(ipb)/4, len(ent)/6)
-		t := &orcTable{ips: make([]uint64, n), entries: ent}
+		t := &orcTable{ips: make([]uint64, n), entries: ent, layout: k.orcLayout()}
 		for i := 0; i < n; i++ {
 			rel := int32(binary.LittleEndian.Uint32(ipb[4*i:]))
 			t.ips[i] = uint64(int64(ipAddr+uint64(4*i)+k.Offset) + int64(rel))
@@ -110,7 +187,7 @@ func (k *Kernel) moduleORC(m *Module) *orcTable {
 	if _, err := k.ReadAt(ent, m.orcTable); err != nil {
 		return nil
 	}
-	t := &orcTable{ips: make([]uint64, m.numORC), entries: ent}
+	t := &orcTable{ips: make([]uint64, m.numORC), entries: ent, layout: k.orcLayout()}
 	for i := range t.ips {
 		t.ips[i] = uint64(int64(m.orcIP+uint64(4*i)) + int64(int32(binary.LittleEndian.Uint32(ipb[4*i:]))))
 	}
@@ -189,7 +266,12 @@ func (k *Kernel) Unwind(ip, sp, bp uint64, exact bool) ([]Frame, error) {
 			ip, sp, bp, exact = nip, bp+16, nbp, false
 			continue
 		}
-		if orc.spReg == orcRegUndefined {
+		switch {
+		case orc.typ == orcTypeEnd:
+			return frames, nil
+		case orc.typ == orcTypeUndefined:
+			return frames, fmt.Errorf("no ORC data at %#x", look)
+		case orc.spReg == orcRegUndefined:
 			return frames, nil // end of the stack (or no ORC: an entry point)
 		}
 		var cfa uint64
@@ -242,7 +324,7 @@ func (k *Kernel) Unwind(ip, sp, bp uint64, exact bool) ([]Frame, error) {
 			}
 			next = Frame{SP: cfa - 8, IP: nip}
 			regs = nil
-			exact = false
+			exact = orc.signal
 		case orcTypeRegs, orcTypeRegsIRET:
 			addr := cfa
 			if orc.typ == orcTypeRegsIRET {
