@@ -39,6 +39,7 @@ type Kernel struct {
 	pages   map[uint64][]byte // physical page cache
 	tlb     map[uint64]uint64 // virtual page -> physical page
 	modules []*Module
+	pathL   *pathLayout
 	orcOnce sync.Once
 	orc     *orcTable
 	// OrcLayoutFrom says how the ORC entry encoding was chosen (see orcLayout).

@@ -3,6 +3,7 @@ package kernel
 import (
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Task is one task_struct (include/linux/sched.h).
@@ -34,6 +35,9 @@ type taskLayout struct {
 	threadHead                                                                      int64 // signal_struct.thread_head when threads use thread_node
 	signal                                                                          int64
 	totalVM, rss                                                                    int64
+	// 6.2+: rss_stat is struct percpu_counter[NR_MM_COUNTERS]; pcpuSize is its
+	// size, pcpuCount and pcpuCounters the offsets of count and counters.
+	pcpuSize, pcpuCount, pcpuCounters int64
 }
 
 func (k *Kernel) taskLayout() (*taskLayout, error) {
@@ -70,6 +74,15 @@ func (k *Kernel) taskLayout() (*taskLayout, error) {
 		return nil, err
 	}
 	l.rss, _, _ = v.MemberOffset("mm_struct", "rss_stat")
+	if sz, err := v.Sizeof("percpu_counter"); err == nil {
+		if _, rt, err := v.Member("mm_struct", "rss_stat"); err == nil && strings.Contains(rt.String(), "percpu_counter") {
+			c1, _, err1 := v.MemberOffset("percpu_counter", "count")
+			c2, _, err2 := v.MemberOffset("percpu_counter", "counters")
+			if err1 == nil && err2 == nil {
+				l.pcpuSize, l.pcpuCount, l.pcpuCounters = sz, c1, c2
+			}
+		}
+	}
 	return l, nil
 }
 
@@ -239,7 +252,9 @@ func (k *Kernel) readTask(l *taskLayout, a uint64) (*Task, error) {
 			// MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES.
 			var rss int64
 			for _, i := range []uint64{0, 1, 3} {
-				if n, err := k.U64(t.Mm + uint64(l.rss) + 8*i); err == nil {
+				if l.pcpuSize != 0 {
+					rss += k.percpuCounter(l, t.Mm+uint64(l.rss)+uint64(l.pcpuSize)*i)
+				} else if n, err := k.U64(t.Mm + uint64(l.rss) + 8*i); err == nil {
 					rss += int64(n)
 				}
 			}
@@ -249,6 +264,34 @@ func (k *Kernel) readTask(l *taskLayout, a uint64) (*Task, error) {
 		}
 	}
 	return t, nil
+}
+
+// percpuCounter sums a struct percpu_counter as percpu_counter_sum does:
+// count plus every possible CPU's s32 in counters.
+func (k *Kernel) percpuCounter(l *taskLayout, pc uint64) int64 {
+	n, err := k.U64(pc + uint64(l.pcpuCount))
+	if err != nil {
+		return 0
+	}
+	sum := int64(n)
+	ctr, err := k.U64(pc + uint64(l.pcpuCounters))
+	if err != nil || ctr == 0 {
+		return sum
+	}
+	cpus, err := k.PresentCPUs()
+	if err != nil || len(cpus) == 0 {
+		cpus = k.cpus()
+	}
+	for _, c := range cpus {
+		off, err := k.PerCPUOffset(c)
+		if err != nil {
+			continue
+		}
+		if v, err := k.U32(ctr + off); err == nil {
+			sum += int64(int32(v))
+		}
+	}
+	return sum
 }
 
 // stateName maps __state | exit_state to crash's letters
