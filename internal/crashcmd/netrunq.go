@@ -115,7 +115,7 @@ type Runq struct {
 
 type runqLayout struct {
 	curr, rt, rtActive, cfs, timeline, queue, runList, taskRT, taskSE, runNode, myQ, prio, queueSize int64
-	nQueue                                                                                       int64
+	nQueue                                                                                           int64
 }
 
 func (s *Session) runqLayout() (*runqLayout, error) {
