@@ -89,7 +89,11 @@ func runLabSetup(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	defer unlock()
-	k, err := lab.Setup(ctx, lab.Config{Dir: *dir, Progress: progress(env), Kernel: *kernel, Light: *light})
+	setup := lab.Setup
+	if lab.IsArm64(*kernel) {
+		setup = lab.SetupArm64
+	}
+	k, err := setup(ctx, lab.Config{Dir: *dir, Progress: progress(env), Kernel: *kernel, Light: *light})
 	if err != nil {
 		return err
 	}
@@ -125,7 +129,11 @@ func runLabRun(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	defer unlock()
-	k, err := lab.Setup(ctx, cfg)
+	setup := lab.Setup
+	if lab.IsArm64(*kernel) {
+		setup = lab.SetupArm64 // the arm64 guest and its own small matrix (lab.Arm64Matrix)
+	}
+	k, err := setup(ctx, cfg)
 	if err != nil {
 		return err
 	}

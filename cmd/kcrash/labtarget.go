@@ -14,7 +14,7 @@ import (
 
 // kernelFlag is --kernel of every lab subcommand that boots a kernel.
 func kernelFlag(fs *flag.FlagSet) *string {
-	return fs.String("kernel", "", "kernel ABI (6.1.0-57-cloud-amd64), series (6.12), flavour (amd64) or SERIES-FLAVOUR; default: the current cloud ABI")
+	return fs.String("kernel", "", "kernel ABI (6.1.0-57-cloud-amd64), series (6.12), flavour (amd64) or SERIES-FLAVOUR, or arm64 (the arm64 guest); default: the current cloud ABI")
 }
 
 func printJSON(env *cmdEnv, v any) error {

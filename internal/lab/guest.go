@@ -55,6 +55,9 @@ type GuestConfig struct {
 // of the panic (and -action panic=none keeps the guest for the dump); vmcoreinfo
 // lets the guest's qemu_fw_cfg hand VMCOREINFO to dump-guest-memory.
 func (c GuestConfig) QEMUArgs() []string {
+	if c.Kernel != nil && c.Kernel.Arch == "arm64" {
+		return c.arm64Args()
+	}
 	vcpus := c.VCPUs
 	if vcpus == 0 {
 		vcpus = 1
@@ -125,7 +128,7 @@ func StartGuest(ctx context.Context, c GuestConfig) (*Guest, error) {
 	}
 	qemu := c.QEMU
 	if qemu == "" {
-		qemu = "qemu-system-x86_64"
+		qemu = QEMUBinary(c.Kernel)
 	}
 	cmd := exec.Command(qemu, c.QEMUArgs()...)
 	cmd.Stdout, cmd.Stderr = logf, logf

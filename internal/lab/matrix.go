@@ -87,6 +87,10 @@ func RunMatrix(ctx context.Context, cfg Config, k *Kernel, opts RunOptions) (*Ma
 	}
 	dir := MatrixDir(k)
 	hash := RecipeHash(opts.Memory)
+	table := Triggers()
+	if k.Arch == "arm64" {
+		hash, table = Arm64RecipeHash(opts.Memory), Arm64Triggers()
+	}
 	old, _ := LoadManifest(filepath.Join(dir, ManifestName))
 	if old != nil && old.RecipeHash != hash {
 		old = nil
@@ -97,11 +101,11 @@ func RunMatrix(ctx context.Context, cfg Config, k *Kernel, opts RunOptions) (*Ma
 		}
 		return old, true, nil
 	}
-	todo := Triggers()
+	todo := table
 	if len(opts.Only) > 0 {
 		todo = nil
 		for _, n := range opts.Only {
-			t, err := FindTrigger(n)
+			t, err := findTrigger(table, n)
 			if err != nil {
 				return nil, false, err
 			}
@@ -121,7 +125,7 @@ func RunMatrix(ctx context.Context, cfg Config, k *Kernel, opts RunOptions) (*Ma
 	m.Kernel.Release, m.Kernel.Version, m.Kernel.BuildID = k.Release, k.Version, k.BuildID
 	m.Kernel.Vmlinux, m.Kernel.Vmlinuz = rel(dir, k.Vmlinux), rel(dir, k.Vmlinuz)
 	m.Kernel.LKDTM, m.Kernel.DebugDir, m.Kernel.Initramfs = rel(dir, k.LKDTM), rel(dir, k.DebugDir), rel(dir, k.Initramfs)
-	m.Host.QEMU = firstLine(exec.Command("qemu-system-x86_64", "--version").Output())
+	m.Host.QEMU = firstLine(exec.Command(QEMUBinary(k), "--version").Output())
 	m.Host.Makedumpfile, m.Host.Compressions = makedumpfileSupport(ctx)
 
 	// Longest boots first, so the slots finish together.
@@ -173,7 +177,7 @@ feed:
 
 	// Table order; entries not rerun come from the old manifest.
 	var failed []string
-	for _, t := range Triggers() {
+	for _, t := range table {
 		e := results[t.Name]
 		if e == nil && old != nil {
 			e = old.Entry(t.Name)
@@ -186,14 +190,14 @@ feed:
 			failed = append(failed, e.Name)
 		}
 	}
-	m.Complete = len(m.Entries) == len(Matrix) && len(failed) == 0
+	m.Complete = len(m.Entries) == len(table) && len(failed) == 0
 	if err := m.Save(dir); err != nil {
 		return nil, false, err
 	}
 	if err := setCurrent(cfg.Dir, k); err != nil {
 		return nil, false, err
 	}
-	if m.Complete {
+	if m.Complete && k.Arch == "" {
 		pruneOtherMatrices(&cfg, k)
 	}
 	if len(failed) > 0 {
@@ -202,9 +206,13 @@ feed:
 	return m, false, nil
 }
 
-// setCurrent points cfg.Dir/current at the kernel's directory (for FindManifest).
+// setCurrent points cfg.Dir/current at the kernel's directory (for FindManifest);
+// an arm64 kernel's is cfg.Dir/arm64 instead (FindArm64Manifest).
 func setCurrent(root string, k *Kernel) error {
 	link := filepath.Join(root, "current")
+	if k.Arch == "arm64" {
+		link = filepath.Join(root, "arm64")
+	}
 	target := rel(root, k.Dir)
 	if cur, err := os.Readlink(link); err == nil && cur == target {
 		return nil
@@ -276,7 +284,7 @@ func runEntry(ctx context.Context, cfg *Config, k *Kernel, m *Manifest, dir stri
 		Kernel: k, Append: e.Cmdline, VCPUs: t.VCPUs, Memory: memory,
 		Serial: base + ".serial", QMP: base + ".qmp", Log: base + ".qemu.log",
 	}
-	e.Cmdline = "console=ttyS0 " + e.Cmdline
+	e.Cmdline = consoleArg(k) + " " + e.Cmdline
 	closeReceivers := func() {
 		if plain != nil {
 			time.Sleep(200 * time.Millisecond)
@@ -318,7 +326,7 @@ func runEntry(ctx context.Context, cfg *Config, k *Kernel, m *Manifest, dir stri
 		if err := g.Stop(ctx); err != nil {
 			fail("%v", err)
 		}
-		for _, d := range dumpSpecs {
+		for _, d := range dumpSpecsFor(k) {
 			if d.qemu == "" {
 				continue
 			}
@@ -347,13 +355,13 @@ func runEntry(ctx context.Context, cfg *Config, k *Kernel, m *Manifest, dir stri
 	closeReceivers()
 
 	// makedumpfile after QEMU is gone: CPU for the other slot's guest.
-	if elfPath != "" {
+	if elfPath != "" && k.Arch == "" { // arm64: QEMU's formats only (dumpSpecsFor)
 		input := base + ".vmcore.elf-for-makedumpfile"
 		if err := copyForMakedumpfile(elfPath, input); err != nil {
 			fail("%v", err)
 			input = ""
 		}
-		for _, d := range dumpSpecs {
+		for _, d := range dumpSpecsFor(k) {
 			if d.qemu != "" || input == "" {
 				continue
 			}

@@ -101,6 +101,10 @@ type Kernel struct {
 	// ModulesHash is the lab modules' source hash (modulesHash).
 	ModulesHash string `json:"modules_hash"`
 	InitHash    string `json:"init_hash"` // the guest /init the initramfs holds
+	// Arch is the guest's architecture: "" for x86-64, "arm64" (see arm64.go).
+	Arch string `json:"arch,omitempty"`
+	// Busybox is the guest's busybox when it is not the host's /bin/busybox (arm64).
+	Busybox string `json:"busybox,omitempty"`
 }
 
 // setupHash covers everything the cached kernel files are made from, other than
@@ -214,8 +218,10 @@ func (k *Kernel) complete() bool {
 	if !k.Light {
 		need = append(need, k.Vmlinux, k.LKDTM)
 	}
-	for _, m := range LabModules {
-		need = append(need, k.LabModule(m))
+	if k.Arch == "" {
+		for _, m := range LabModules {
+			need = append(need, k.LabModule(m))
+		}
 	}
 	for _, p := range need {
 		if p == "" {
@@ -395,7 +401,11 @@ func labModuleSources() []byte {
 // buildInitramfs writes busybox, the guest's /init, the guest modules (in load
 // order) and lkdtm.ko into the initramfs.
 func (k *Kernel) buildInitramfs() error {
-	modules, err := moduleOrder(filepath.Join(k.Dir, "kernel", "lib", "modules", k.Release), GuestModules)
+	guest, busybox, labModules := GuestModules, "/bin/busybox", LabModules
+	if k.Arch == "arm64" {
+		guest, busybox, labModules = Arm64GuestModules, k.Busybox, nil
+	}
+	modules, err := moduleOrder(filepath.Join(k.Dir, "kernel", "lib", "modules", k.Release), guest)
 	if err != nil {
 		return err
 	}
@@ -414,11 +424,11 @@ func (k *Kernel) buildInitramfs() error {
 		files = append(files, k.LKDTM)
 		k.Modules = append(k.Modules, "lkdtm.ko")
 	}
-	for _, m := range LabModules {
+	for _, m := range labModules {
 		files = append(files, k.LabModule(m))
 		k.Modules = append(k.Modules, m+".ko")
 	}
-	if err := writeInitramfs(k.Initramfs, "/bin/busybox", labfiles.GuestInit, files); err != nil {
+	if err := writeInitramfs(k.Initramfs, busybox, labfiles.GuestInit, files); err != nil {
 		return err
 	}
 	k.InitHash = initHash()
@@ -456,14 +466,27 @@ func plainModule(path, dir string) (string, error) {
 // download fetches one .deb into dir with apt-get download (version "" = candidate),
 // reusing a file already there. A stale package list is refreshed once.
 func download(ctx context.Context, cfg *Config, dir, pkg, version string) (string, error) {
-	pattern := filepath.Join(dir, pkg+"_*.deb")
+	return downloadArch(ctx, cfg, dir, pkg, "", version)
+}
+
+// downloadArch is download of a package of another architecture than the host's
+// ("arm64"; "" for the host's), which needs that architecture in dpkg's list.
+func downloadArch(ctx context.Context, cfg *Config, dir, pkg, arch, version string) (string, error) {
+	suffix := "_*.deb"
+	if arch != "" {
+		suffix = "_" + arch + ".deb"
+	}
+	pattern := filepath.Join(dir, pkg+"_*"+suffix)
 	if version != "" {
-		pattern = filepath.Join(dir, pkg+"_"+strings.ReplaceAll(version, ":", "%3a")+"_*.deb")
+		pattern = filepath.Join(dir, pkg+"_"+strings.ReplaceAll(version, ":", "%3a")+suffix)
 	}
 	if m, _ := filepath.Glob(pattern); len(m) == 1 {
 		return m[0], nil
 	}
 	spec := pkg
+	if arch != "" {
+		spec += ":" + arch
+	}
 	if version != "" {
 		spec += "=" + version
 	}
@@ -643,11 +666,18 @@ const lkdtmPatchMarker = "#if 0 /* kcrash lab: native_write_cr4 is not exported 
 // buildLKDTM extracts drivers/misc/lkdtm from the linux-source package into dir and
 // builds lkdtm.ko against the installed linux-headers-$release.
 func buildLKDTM(ctx context.Context, srcDeb, dir, release, series string) (string, error) {
+	return buildLKDTMWith(ctx, func(dir string) error { return extractLKDTM(ctx, srcDeb, dir, series) },
+		dir, "/usr/src/linux-headers-"+release)
+}
+
+// buildLKDTMWith builds lkdtm.ko in dir from the source fetch writes there, against
+// the kernel headers in headers, with extra make arguments (ARCH=, CROSS_COMPILE=).
+func buildLKDTMWith(ctx context.Context, fetch func(dir string) error, dir, headers string, makeArgs ...string) (string, error) {
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	if err := extractLKDTM(ctx, srcDeb, dir, series); err != nil {
+	if err := fetch(dir); err != nil {
 		return "", err
 	}
 	bugs := filepath.Join(dir, "bugs.c")
@@ -671,9 +701,9 @@ func buildLKDTM(ctx context.Context, srcDeb, dir, release, series string) (strin
 	if err := mk.Close(); err != nil {
 		return "", err
 	}
-	headers := "/usr/src/linux-headers-" + release
 	jobs := fmt.Sprintf("-j%d", min(runtime.NumCPU(), 2))
-	if err := run(ctx, "", "make", "-s", "-C", headers, "M="+dir, "CONFIG_LKDTM=m", jobs, "modules"); err != nil {
+	args := append([]string{"-s", "-C", headers, "M=" + dir, "CONFIG_LKDTM=m", jobs}, makeArgs...)
+	if err := run(ctx, "", "make", append(args, "modules")...); err != nil {
 		return "", err
 	}
 	ko := filepath.Join(dir, "lkdtm.ko")
@@ -694,6 +724,9 @@ func patchUnsetSMEP(src string) (string, error) {
 		return "", errors.New("lkdtm_UNSET_SMEP has no end")
 	}
 	body := src[start : start+end]
+	if strings.Contains(body, lkdtmPatchMarker) {
+		return src, nil // patched already (a copy of a patched tree)
+	}
 	const guard = "#if IS_ENABLED(CONFIG_X86_64) && !IS_ENABLED(CONFIG_UML)"
 	if !strings.Contains(body, guard) {
 		return "", fmt.Errorf("lkdtm_UNSET_SMEP lacks %q", guard)

@@ -120,8 +120,10 @@ func Triggers() []Trigger {
 }
 
 // FindTrigger returns the matrix row called name.
-func FindTrigger(name string) (Trigger, error) {
-	for _, t := range Triggers() {
+func FindTrigger(name string) (Trigger, error) { return findTrigger(Triggers(), name) }
+
+func findTrigger(table []Trigger, name string) (Trigger, error) {
+	for _, t := range table {
 		if t.Name == name {
 			return t, nil
 		}
