@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/kcrash/kcrash/internal/kernel"
 )
@@ -51,6 +52,8 @@ type BtFrame struct {
 	Offset uint64         `json:"offset"`
 	Module string         `json:"module,omitempty"`
 	Regs   *kernel.PtRegs `json:"regs,omitempty"`
+	// A64 are the registers of an arm64 exception frame taken here.
+	A64 *kernel.A64Regs `json:"a64_regs,omitempty"`
 }
 
 // Backtrace is bt's answer for one task.
@@ -81,7 +84,7 @@ func (s *Session) Backtrace(t *kernel.Task, panicTask bool) *Backtrace {
 			_, off, _ = s.symName(f.IP - 1)
 			off++
 		}
-		bt.Frames = append(bt.Frames, BtFrame{Level: i, SP: f.SP, IP: f.IP, Func: name, Offset: off, Module: mod, Regs: f.Regs})
+		bt.Frames = append(bt.Frames, BtFrame{Level: i, SP: f.SP, IP: f.IP, Func: name, Offset: off, Module: mod, Regs: f.Regs, A64: f.A64})
 		if panicTask && name == "panic" && start == 0 {
 			start = len(bt.Frames) - 1
 		}
@@ -185,6 +188,9 @@ func (s *Session) printBt(w io.Writer, bt *Backtrace) {
 		if f.Regs != nil {
 			s.printRegs(w, f.Regs, i+1 < len(bt.Frames))
 		}
+		if f.A64 != nil {
+			s.printA64Regs(w, f.A64)
+		}
 	}
 	if bt.Err != "" {
 		fmt.Fprintf(w, "bt: %s\n", bt.Err)
@@ -211,4 +217,30 @@ func (s *Session) printRegs(w io.Writer, r *kernel.PtRegs, kernelMode bool) {
 	fmt.Fprintf(w, "    R10: %016x  R11: %016x  R12: %016x\n", r.R10, r.R11, r.R12)
 	fmt.Fprintf(w, "    R13: %016x  R14: %016x  R15: %016x\n", r.R13, r.R14, r.R15)
 	fmt.Fprintf(w, "    ORIG_RAX: %016x  CS: %04x  SS: %04x\n", r.OrigAX, r.CS, r.SS)
+}
+
+// printA64Regs prints an arm64 exception frame in crash's layout (arm64.c:
+// arm64_print_exception_frame): PC, LR, SP and PSTATE, then X29 down to X0.
+func (s *Session) printA64Regs(w io.Writer, r *kernel.A64Regs) {
+	sym := func(a uint64) string {
+		name, off, _ := s.symName(a)
+		if name == "" {
+			return ""
+		}
+		return fmt.Sprintf("  [%s+%d]", name, off)
+	}
+	fmt.Fprintf(w, "     PC: %016x%s\n", r.PC, sym(r.PC))
+	fmt.Fprintf(w, "     LR: %016x%s\n", r.X[30], sym(r.X[30]))
+	fmt.Fprintf(w, "     SP: %016x  PSTATE: %08x\n", r.SP, r.PState)
+	for i := 29; i >= 0; i -= 3 {
+		var b strings.Builder
+		for j := i; j > i-3 && j >= 0; j-- {
+			sep := "  "
+			if j == i {
+				sep = "    "
+			}
+			fmt.Fprintf(&b, "%s%3s: %016x", sep, "X"+strconv.Itoa(j), r.X[j])
+		}
+		fmt.Fprintf(w, "%s\n", b.String())
+	}
 }

@@ -41,7 +41,26 @@ const (
 type PRStatus struct {
 	PID  int32
 	Regs [27]uint64
+	// AArch64 are the registers of an aarch64 note instead of Regs
+	// (arch/arm64/include/uapi/asm/ptrace.h: struct user_pt_regs: x0-x30, sp, pc,
+	// pstate; index with RegA64SP, RegA64PC, RegA64PState).
+	AArch64 [34]uint64
 }
+
+// Machine names, as reported by (*Dump).Machine (uname -m).
+const (
+	MachineX86_64  = "x86_64"
+	MachineAArch64 = "aarch64"
+)
+
+// Indexes into PRStatus.AArch64 after x0-x30.
+const (
+	RegA64FP     = 29
+	RegA64LR     = 30
+	RegA64SP     = 31
+	RegA64PC     = 32
+	RegA64PState = 33
+)
 
 // Register indexes into PRStatus.Regs (struct user_regs_struct).
 const (
@@ -94,6 +113,7 @@ type Memory interface {
 // Dump is an opened crash dump. It is safe for concurrent reads.
 type Dump struct {
 	format     string
+	machine    string
 	vmcoreinfo []byte
 	prstatus   []PRStatus
 	qemu       []QEMUCPU
@@ -114,6 +134,11 @@ type physReader interface {
 
 // Format names the container: FormatELF, FormatKdump or FormatKdumpFlat.
 func (d *Dump) Format() string { return d.format }
+
+// Machine is the dumped machine's architecture as uname -m names it: from the ELF
+// header's e_machine, or the kdump header's utsname, else the size of its
+// NT_PRSTATUS notes (x86_64, aarch64); "" when nothing tells.
+func (d *Dump) Machine() string { return d.machine }
 
 // VMCOREINFO returns the raw VMCOREINFO note (KEY=value lines), or nil.
 func (d *Dump) VMCOREINFO() []byte { return d.vmcoreinfo }

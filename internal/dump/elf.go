@@ -22,6 +22,7 @@ const (
 	ptNote      = 4
 	pnXNum      = 0xffff
 	emX86_64    = 62
+	emAArch64   = 183
 	ehdrSize    = 64
 	phdrSize    = 56
 	shdrSize    = 64
@@ -52,8 +53,14 @@ func openELF(r io.ReaderAt, size int64) (*Dump, error) {
 		return nil, fmt.Errorf("ELF dump: only 64-bit little-endian dumps are supported (class %d, data %d)", eh[4], eh[5])
 	}
 	le := binary.LittleEndian
-	if m := le.Uint16(eh[18:]); m != emX86_64 {
-		return nil, fmt.Errorf("ELF dump: machine %d, only x86-64 (62) is supported", m)
+	machine := ""
+	switch m := le.Uint16(eh[18:]); m {
+	case emX86_64:
+		machine = MachineX86_64
+	case emAArch64:
+		machine = MachineAArch64
+	default:
+		return nil, fmt.Errorf("ELF dump: machine %d, only x86-64 (62) and AArch64 (183) are supported", m)
 	}
 	phoff, shoff := le.Uint64(eh[32:]), le.Uint64(eh[40:])
 	flags := le.Uint32(eh[48:])
@@ -76,7 +83,7 @@ func openELF(r io.ReaderAt, size int64) (*Dump, error) {
 	if err := readFull(r, ph, int64(phoff)); err != nil {
 		return nil, fmt.Errorf("ELF dump: program headers: %w", err)
 	}
-	d := &Dump{format: FormatELF, incomplete: flags&elfIncomplete != 0}
+	d := &Dump{format: FormatELF, incomplete: flags&elfIncomplete != 0, machine: machine}
 	m := &elfMem{r: r}
 	var notes []byte
 	for i := uint64(0); i < phnum; i++ {

@@ -100,6 +100,9 @@ func newKdump(r io.ReaderAt, size int64, truncated bool) (*Dump, error) {
 		return nil, fmt.Errorf("kdump header: sub-header of %d blocks overruns the %d-byte file", h.SubHdrSize, size)
 	}
 	d := &Dump{Kdump: h, incomplete: truncated || h.Status&dumpIncomplete != 0}
+	if m := h.Utsname[4]; m == MachineAArch64 || m == MachineX86_64 {
+		d.machine = m // QEMU writes "Unknown" here on aarch64: the notes tell then
+	}
 	if h.HeaderVersion >= 1 && sub >= 16 {
 		sb := make([]byte, min(sub, 128))
 		if err := readFull(r, sb, int64(bs)); err != nil {

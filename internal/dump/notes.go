@@ -12,6 +12,8 @@ const maxNotes = 64 << 20
 const (
 	ntPRStatus   = 1
 	ntVMCOREINFO = 0
+	// prstatusAArch64 is sizeof(struct elf_prstatus) on aarch64.
+	prstatusAArch64 = 392
 )
 
 // parseNotes decodes an ELF note stream (Elf64_Nhdr: namesz, descsz, type, then
@@ -35,8 +37,24 @@ func parseNotes(d *Dump, b []byte) error {
 		desc := b[descOff:descEnd]
 		switch {
 		case name == "CORE" && typ == ntPRStatus:
-			// struct elf_prstatus (x86-64): pr_pid at 32, pr_reg at 112, 27 registers.
-			if len(desc) >= 112+27*8 {
+			// struct elf_prstatus: pr_pid at 32, pr_reg at 112: 34 registers on
+			// aarch64 (392 bytes in all), 27 on x86-64 (336 bytes).
+			if d.machine == "" {
+				d.machine = MachineX86_64
+				if len(desc) == prstatusAArch64 {
+					d.machine = MachineAArch64
+				}
+			}
+			if d.machine == MachineAArch64 {
+				if len(desc) >= 112+34*8 {
+					var ps PRStatus
+					ps.PID = int32(le.Uint32(desc[32:]))
+					for i := range ps.AArch64 {
+						ps.AArch64[i] = le.Uint64(desc[112+8*i:])
+					}
+					d.prstatus = append(d.prstatus, ps)
+				}
+			} else if len(desc) >= 112+27*8 {
 				var ps PRStatus
 				ps.PID = int32(le.Uint32(desc[32:]))
 				for i := range ps.Regs {

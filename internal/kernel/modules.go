@@ -46,7 +46,12 @@ func (k *Kernel) Modules() ([]*Module, error) {
 	v := k.Vmlinux
 	o, err := v.Offsets("module", "list", "name", "arch.num_orcs", "arch.orc_unwind_ip", "arch.orc_unwind", "kallsyms")
 	if err != nil {
-		return nil, err
+		// arm64 (no ORC): the same offsets with the ORC ones left at -1.
+		var o2 []int64
+		if o2, err = v.Offsets("module", "list", "name", "kallsyms"); err != nil {
+			return nil, err
+		}
+		o = []int64{o2[0], o2[1], -1, -1, -1, o2[2]}
 	}
 	baseOff, _, err := v.MemberOffset("module", "core_layout.base")
 	var sizeOff int64
@@ -96,10 +101,12 @@ func (k *Kernel) Modules() ([]*Module, error) {
 				}
 			}
 		}
-		n32, _ := k.U32(a + uint64(o[2]))
-		m.numORC = uint64(n32)
-		m.orcIP, _ = k.U64(a + uint64(o[3]))
-		m.orcTable, _ = k.U64(a + uint64(o[4]))
+		if o[2] >= 0 {
+			n32, _ := k.U32(a + uint64(o[2]))
+			m.numORC = uint64(n32)
+			m.orcIP, _ = k.U64(a + uint64(o[3]))
+			m.orcTable, _ = k.U64(a + uint64(o[4]))
+		}
 		m.kallsyms, _ = k.U64(a + uint64(o[5]))
 		mods = append(mods, m)
 		return nil

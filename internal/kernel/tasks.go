@@ -42,7 +42,11 @@ type taskLayout struct {
 
 func (k *Kernel) taskLayout() (*taskLayout, error) {
 	v := k.Vmlinux
-	o, err := v.Offsets("task_struct", "tasks", "pid", "tgid", "comm", "real_parent", "stack", "thread.sp", "flags", "flags", "mm", "exit_state")
+	sp := "thread.sp"
+	if _, _, err := v.MemberOffset("task_struct", sp); err != nil {
+		sp = "thread.cpu_context.sp" // arm64
+	}
+	o, err := v.Offsets("task_struct", "tasks", "pid", "tgid", "comm", "real_parent", "stack", sp, "flags", "flags", "mm", "exit_state")
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,10 @@ type Frame struct {
 	IP uint64
 	// Regs, when set, are the exception registers this frame's IP came from.
 	Regs *PtRegs
-	// RegsAddr is the stack address of Regs.
+	// A64, when set, are the arm64 exception registers this frame's IP came from
+	// (arch_arm64.go); Regs stays nil on arm64.
+	A64 *A64Regs
+	// RegsAddr is the stack address of Regs (or A64).
 	RegsAddr uint64
 	// Exact says IP is an interrupted instruction, not a return address.
 	Exact bool
