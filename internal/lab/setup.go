@@ -214,7 +214,12 @@ func loadKernel(stamp string) (*Kernel, error) {
 }
 
 func (k *Kernel) complete() bool {
-	need := []string{k.Vmlinuz, k.Initramfs, k.LabModuleDir}
+	need := []string{k.Vmlinuz, k.Initramfs}
+	if k.Arch == "" {
+		need = append(need, k.LabModuleDir) // arm64 has no lab modules
+	} else {
+		need = append(need, k.Busybox)
+	}
 	if !k.Light {
 		need = append(need, k.Vmlinux, k.LKDTM)
 	}
