@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"golang.org/x/arch/arm64/arm64asm"
 	"golang.org/x/arch/x86/x86asm"
 )
 
@@ -138,30 +137,22 @@ func decodeX86(b []byte, base, trap int, trapAddr uint64, sym Symbolizer) ([]Ins
 	return out, true
 }
 
-// ARM64 decodes arm64 Code words (little-endian bytes, 4 per instruction). trap is the
-// byte index of the marked word; unreadable words are skipped.
+// ARM64 decodes arm64 Code words (little-endian bytes, 4 per instruction) in
+// objdump's GNU syntax (see a64Text). trap is the byte index of the marked word;
+// trapAddr its address (the pc), or 0 when unknown (branch targets are then
+// relative). Words that do not decode are ".inst 0x… ; undefined", as objdump
+// prints them.
 func ARM64(code []byte, trap int, trapAddr uint64) ([]Inst, error) {
 	if trap < 0 || trap >= len(code) || trap%4 != 0 {
 		return nil, ErrNoTrap
 	}
 	var out []Inst
 	for off := 0; off+4 <= len(code); off += 4 {
-		in, err := arm64asm.Decode(code[off : off+4])
 		i := Inst{Offset: off, Bytes: code[off : off+4], Trap: off == trap}
 		if trapAddr != 0 {
 			i.Addr = trapAddr + uint64(off) - uint64(trap)
 		}
-		if err != nil {
-			i.Text, i.Op = "(bad)", "(bad)"
-		} else {
-			i.Text = arm64asm.GNUSyntax(in)
-			i.Op = strings.ToLower(in.Op.String())
-			for _, a := range in.Args {
-				if a != nil {
-					i.Args = append(i.Args, a.String())
-				}
-			}
-		}
+		i.Text, i.Op, i.Args = a64Text(i.Bytes, i.Addr)
 		out = append(out, i)
 	}
 	return out, nil
