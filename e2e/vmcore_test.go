@@ -395,12 +395,12 @@ func TestVmcorePsAgainstDrgn(t *testing.T) {
 	if _, err := exec.LookPath("drgn"); err != nil {
 		needLab(t, "drgn is not installed (apt-get install python3-drgn)")
 	}
-	for _, m := range manifests(t) {
-		t.Run(m.Kernel.Release, func(t *testing.T) { psAgainstDrgn(t, m) })
+	for i, m := range manifests(t) {
+		t.Run(m.Kernel.Release, func(t *testing.T) { psAgainstDrgn(t, m, i == 0) })
 	}
 }
 
-func psAgainstDrgn(t *testing.T, m *lab.Manifest) {
+func psAgainstDrgn(t *testing.T, m *lab.Manifest, defaultKernel bool) {
 	vmlinux := m.Path(m.Kernel.Vmlinux)
 	cacheDir := filepath.Join(m.Dir(), "oracle")
 	var rows []string
@@ -410,6 +410,11 @@ func psAgainstDrgn(t *testing.T, m *lab.Manifest) {
 		}
 		for _, a := range e.Artifacts {
 			if a.Kind != lab.ArtVmcore || a.Path == "" || (a.Format != "elf-paging" && a.Format != "kdump-lzo" && a.Format != "elf") {
+				continue
+			}
+			if a.Format == "elf" && !defaultKernel {
+				// drgn 0.0.22 cannot read physical-only ELF dumps (shown on the
+				// default kernel's matrix): not run again for the other kernels.
 				continue
 			}
 			path := m.Path(a.Path)
