@@ -42,5 +42,15 @@ if [ ${#vmcore_pkgs[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${vmcore_pkgs[@]}" >/dev/null
 fi
 # --- end kcrash vmcore
+# --- symbols (issue 15): the e2e tests start Debian's debuginfod on loopback; the
+# Debian package source downloads linux-image-RELEASE-dbg into ~/.cache/kcrash/debian
+# on the first run (about 300 MB for the cloud ABI, kept between runs).
+if ! command -v debuginfod >/dev/null 2>&1; then
+	echo "test.sh: installing debuginfod for the symbols e2e tests" >&2
+	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends debuginfod >/dev/null
+fi
+# --- end symbols
 echo "test.sh: crash lab ready, running the tests ($(date -u +%T))" >&2
 go test -count=1 ./...
