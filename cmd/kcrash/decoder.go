@@ -8,6 +8,7 @@ import (
 
 	"github.com/kcrash/kcrash/internal/decode"
 	"github.com/kcrash/kcrash/internal/oops"
+	"github.com/kcrash/kcrash/internal/symbols"
 	"github.com/kcrash/kcrash/internal/web"
 )
 
@@ -15,11 +16,22 @@ import (
 // with one warm Decoder kept per vmlinux (web.FindVmlinux picks it from --symbols by
 // the report's release). Modules are searched under the vmlinux's directory, so a
 // symbols tree laid out as <release>/vmlinux plus <release>/…/*.ko serves both.
-func reportDecoder() web.Decoder { return &cachedDecoder{byPath: map[string]*decode.Decoder{}} }
+// Modules not there are asked of the symbol sources (by release and build ID).
+func reportDecoder(l *symbols.Lookup) web.Decoder {
+	return &cachedDecoder{byPath: map[string]*decode.Decoder{}, lookup: l}
+}
+
+// findVmlinux returns web.Options.FindVmlinux: the symbol sources asked by release.
+func findVmlinux(l *symbols.Lookup) func(ctx context.Context, release string) (string, error) {
+	return func(ctx context.Context, release string) (string, error) {
+		return l.Find(ctx, symbols.Query{Release: release})
+	}
+}
 
 type cachedDecoder struct {
 	mu     sync.Mutex
 	byPath map[string]*decode.Decoder
+	lookup *symbols.Lookup
 }
 
 // maxDecoders bounds the vmlinux files kept open (each maps its debug info).
@@ -37,7 +49,8 @@ func (c *cachedDecoder) Decode(ctx context.Context, r *oops.Report, vmlinux stri
 			}
 		}
 		var err error
-		d, err = decode.New(decode.Options{Vmlinux: vmlinux, ModulesDir: filepath.Dir(vmlinux)})
+		d, err = decode.New(decode.Options{Vmlinux: vmlinux, ModulesDir: filepath.Dir(vmlinux),
+			FindModule: findModule(context.Background(), c.lookup, r.Release)})
 		if err != nil {
 			c.mu.Unlock()
 			return "", err

@@ -16,8 +16,6 @@ import (
 	"html/template"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +23,7 @@ import (
 	"github.com/kcrash/kcrash/internal/fleet"
 	"github.com/kcrash/kcrash/internal/oops"
 	"github.com/kcrash/kcrash/internal/store"
+	"github.com/kcrash/kcrash/internal/symbols"
 )
 
 // Decoder turns a report into decoded text (source lines for the frames and an
@@ -54,7 +53,10 @@ type Options struct {
 	ReadToken string
 	// Symbols is a directory searched for a vmlinux per release (see FindVmlinux).
 	Symbols string
-	Decoder Decoder
+	// FindVmlinux, when set, finds a release's vmlinux instead of FindVmlinux(Symbols):
+	// the symbol sources (a local tree, debuginfod, distribution packages).
+	FindVmlinux func(ctx context.Context, release string) (string, error)
+	Decoder     Decoder
 	// SilentAfter is how long without a line makes a host "silent" (10 minutes).
 	SilentAfter time.Duration
 	// Metrics writes the Prometheus text exposition of the collector's counters.
@@ -325,30 +327,21 @@ func (s *Server) report(r *http.Request) (*store.Report, *oops.Report, error) {
 // FindVmlinux looks for the kernel image of a release under dir: dir/RELEASE/vmlinux,
 // dir/vmlinux-RELEASE, dir/RELEASE/usr/lib/debug/boot/vmlinux-RELEASE (a
 // linux-image-…-dbg package unpacked there) or dir/usr/lib/debug/boot/vmlinux-RELEASE.
-func FindVmlinux(dir, release string) string {
-	if dir == "" || release == "" || strings.ContainsAny(release, "/\\") || strings.HasPrefix(release, ".") {
-		return ""
-	}
-	for _, p := range []string{
-		filepath.Join(dir, release, "vmlinux"),
-		filepath.Join(dir, "vmlinux-"+release),
-		filepath.Join(dir, release, "usr/lib/debug/boot", "vmlinux-"+release),
-		filepath.Join(dir, "usr/lib/debug/boot", "vmlinux-"+release),
-	} {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p
-		}
-	}
-	return ""
-}
+func FindVmlinux(dir, release string) string { return symbols.FindVmlinux(dir, release) }
 
 // decode is the one call site of the Decoder.
 func (s *Server) decode(ctx context.Context, rep *store.Report, parsed *oops.Report) (string, string) {
 	if s.o.Decoder == nil {
 		return "", "no decoder in this build"
 	}
-	vmlinux := FindVmlinux(s.o.Symbols, rep.Release)
-	if vmlinux == "" {
+	var vmlinux string
+	if s.o.FindVmlinux != nil {
+		p, err := s.o.FindVmlinux(ctx, rep.Release)
+		if err != nil {
+			return "", err.Error()
+		}
+		vmlinux = p
+	} else if vmlinux = FindVmlinux(s.o.Symbols, rep.Release); vmlinux == "" {
 		return "", fmt.Sprintf("no vmlinux for %s in --symbols %s", rep.Release, s.o.Symbols)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
