@@ -35,14 +35,15 @@ func vmcoreArgs(ctx context.Context, args []string, l *symbols.Lookup) (vmlinux,
 	return vmlinux, vmcore, rest, nil
 }
 
-// isExecutable says the file is an ELF executable (a vmlinux, not an ELF core dump).
+// isExecutable says the file is an ELF executable (a vmlinux, not an ELF core dump);
+// arm64's vmlinux is position-independent (ET_DYN).
 func isExecutable(path string) bool {
 	f, err := elf.Open(path)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	return f.Type == elf.ET_EXEC
+	return f.Type == elf.ET_EXEC || f.Type == elf.ET_DYN
 }
 
 // dumpQuery reads the build ID and release of the dump's kernel from VMCOREINFO.
