@@ -27,6 +27,12 @@ go build -o "$bin" ./cmd/kcrash
 # warm reset). Each is cached by its recipe: a warm run boots nothing.
 "$bin" lab run
 "$bin" lab run --kernel 6.12
+# The arm64 guest (issue 14): qemu-system-aarch64 with Debian's arm64 cloud kernel, two
+# crashes, ELF and kdump-zlib dumps; it adds arm64 to dpkg's architectures and installs
+# qemu-system-arm, gcc-aarch64-linux-gnu and binutils-aarch64-linux-gnu (the e2e and
+# decode tests compare with aarch64-linux-gnu-objdump). Cached by its recipe.
+echo "test.sh: arm64 lab guest ($(date -u +%T))" >&2
+"$bin" lab run --kernel arm64
 for s in race regression hardware pstore repro; do
 	echo "test.sh: lab scenario $s ($(date -u +%T))" >&2
 	"$bin" lab scenario "$s"

@@ -281,17 +281,22 @@ func (k *Kernel) readA64Regs(addr uint64) (*A64Regs, error) {
 	return r, nil
 }
 
+// a64ThreadSize is arm64's THREAD_SIZE with 4 KiB pages (16 KiB), the size
+// of the task, IRQ and overflow stacks.
+const a64ThreadSize = 16 << 10
+
 // unwindFP walks AArch64 frame records (AAPCS64: x29 points at {caller's x29,
 // return address}) from pc and fp, as arch/arm64/kernel/stacktrace.c does. A
 // return address into the exception entry text means the next record is the
 // one kernel_entry stores inside pt_regs (S_STACKFRAME): the entry frame then
-// carries the interrupted registers (Frame.A64) and the next IP is the exact ELR. Records must move up the
-// stack (so hostile ones cannot loop), and the walk ends at a zero record (the
+// carries the interrupted registers (Frame.A64) and the next IP is the exact ELR.
+// Records must move up the stack but for two stack switches (so hostile ones
+// cannot loop), and the walk ends at a zero record (the
 // final frame of a task or of an entry from EL0) or after maxFrames.
 func (a *arm64) unwindFP(k *Kernel, pc, sp, fp uint64) ([]Frame, error) {
 	a.ptRegsLayout(k)
 	frames := []Frame{{SP: sp, IP: pc, Exact: true}}
-	prevIP := pc
+	prevIP, switches := pc, 0
 	for len(frames) < maxFrames && fp != 0 {
 		if fp&0x7 != 0 {
 			return frames, fmt.Errorf("frame pointer %#x is misaligned", fp)
@@ -316,7 +321,13 @@ func (a *arm64) unwindFP(k *Kernel, pc, sp, fp uint64) ([]Frame, error) {
 		}
 		frames = append(frames, f)
 		if nfp != 0 && nfp <= fp {
-			break // records only move up the stack; anything else is a loop or garbage
+			// Records move up a stack; a step down is a switch from the IRQ or
+			// overflow stack to the task's (another THREAD_SIZE region), at most
+			// twice. Anything else is a loop or garbage.
+			if nfp/a64ThreadSize == fp/a64ThreadSize || switches >= 2 {
+				break
+			}
+			switches++
 		}
 		prevIP, fp = lr, nfp
 	}
