@@ -175,7 +175,8 @@ func runServe(env *cmdEnv, args []string) error {
 	colCtx, stopCol := context.WithCancel(context.Background())
 	go col.Run(colCtx, 30*time.Second)
 	rcvDone := make(chan error, 1)
-	go func() { rcvDone <- rcv.Run(col.HandleBatch) }()
+	col.SetBackpressure(rcv.Fill)
+	go func() { rcvDone <- rcv.Run(col.Receive) }()
 	httpDone := make(chan error, 1)
 	scheme := "http"
 	if *tlsCert != "" {
@@ -260,6 +261,9 @@ func writeMetrics(w io.Writer, c *collector.Collector, decodeErrors uint64) {
 		{"kcrash_drops_total{what=\"host_limit\"}", "counter", "Data dropped.", float64(s.Dropped.Load())},
 		{"kcrash_drops_total{what=\"report_queue\"}", "", "", float64(s.QueueDrops.Load())},
 		{"kcrash_drops_total{what=\"log_bytes\"}", "", "", float64(s.LogDrops.Load())},
+		{"kcrash_drops_total{what=\"overload_shed\"}", "", "", float64(s.Shed.Load())},
+		{"kcrash_drops_total{what=\"overload_crash\"}", "", "", float64(s.CrashDrops.Load())},
+		{"kcrash_overload_kept_total", "counter", "Datagrams of crashing hosts kept while ordinary ones were shed.", float64(s.Kept.Load())},
 		{"kcrash_log_write_errors_total", "counter", "Failed raw log writes (a full or failing disk); raw logs are shed for a second after each.", float64(s.LogErrors.Load())},
 		{"kcrash_log_shedding", "gauge", "1 while raw logs are shed after a failed write.", b2f(s.LogShedding.Load())},
 		{"kcrash_store_errors_total", "counter", "Failed store operations (retried).", float64(s.StoreErrors.Load())},

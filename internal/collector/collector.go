@@ -89,6 +89,8 @@ type Stats struct {
 	BadPackets, Denied        atomic.Uint64 // malformed or truncated; from a source not allowed
 	Junk                      atomic.Uint64 // binary datagrams, not console text (netconsole.Junk)
 	Dropped                   atomic.Uint64 // datagrams from new hosts beyond MaxHosts
+	Shed, Kept                atomic.Uint64 // under overload (Receive): ordinary datagrams shed; crash datagrams kept
+	CrashDrops                atomic.Uint64 // crash datagrams lost under overload (the reserve full too)
 	Evicted                   atomic.Uint64 // idle hosts evicted to make room (MaxHosts)
 	Hosts                     atomic.Int64
 	Reports, Duplicates       atomic.Uint64 // stored; received again and not stored
@@ -122,6 +124,9 @@ type Collector struct {
 	wg              sync.WaitGroup
 	closed          chan struct{}
 	evict           atomic.Bool // a new host found MaxHosts reached
+	rx              []*rxQueue  // Receive's queues, one per socket
+	stopped         atomic.Bool // Run is ending: Receive takes nothing more
+	fill            func(socket int) float64
 }
 
 type shard struct {
@@ -132,7 +137,22 @@ type shard struct {
 	// hosts' raw logs before handing them to the analyzer, so a report is never
 	// visible before the lines it came from are in its host's raw log.
 	done []capture
+	// active holds the hosts the 20 ms tick must visit (busy ones); the others wait
+	// for the once-a-second visit of every host.
+	active []*host
 }
+
+// activate puts h on the fast tick's list; the shard lock is held.
+func (sh *shard) activate(h *host) {
+	if !h.active {
+		h.active = true
+		sh.active = append(sh.active, h)
+	}
+}
+
+// busy says whether h needs the fast tick: a capture going on or finished, records
+// held for a missing one, a partial line or fragments.
+func (h *host) busy() bool { return h.capture != nil || h.logDue || h.stream.Pending() }
 
 // host is one source's state, guarded by its shard's mutex.
 type host struct {
@@ -153,6 +173,7 @@ type host struct {
 	log        []byte // not yet written to the raw log
 	logWritten time.Time
 	logDue     bool // a capture finished: write log at the next tick
+	active     bool // on sh.active
 	tailing    atomic.Bool
 }
 
@@ -162,6 +183,7 @@ func New(o Options) *Collector {
 	c := &Collector{o: o, analyze: make(chan capture, 1024), queue: make(chan *store.Report, o.Queue), closed: make(chan struct{})}
 	for range o.Shards {
 		c.shards = append(c.shards, &shard{hosts: map[netip.AddrPort]*host{}, named: map[string]*host{}})
+		c.rx = append(c.rx, newRxQueue())
 	}
 	if o.LogDir != "" {
 		c.logs = newLogWriter(o.LogDir, o.LogMaxBytes)
@@ -282,6 +304,9 @@ func (c *Collector) push(h *host, p []byte, now time.Time) {
 	h.stream.Push(p, now, func(line []byte, ev netconsole.Event) { c.line(h, line, ev, now) })
 	c.account(h, before)
 	h.lastSeen, h.dirty = now, true
+	if !h.active && h.busy() {
+		h.sh.activate(h)
+	}
 }
 
 func (c *Collector) account(h *host, before netconsole.StreamStats) {
@@ -355,7 +380,7 @@ func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Tim
 		}
 		h.capture = append(h.capture, line...)
 		c.Stats.CaptureBytes.Add(int64(len(line)))
-		if oops.Detect(line) {
+		if detect(line) {
 			h.quietFor = 0
 		} else if h.quietFor++; h.quietFor >= laterLines {
 			h.ready = true
@@ -366,11 +391,12 @@ func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Tim
 		return
 	}
 	h.ctx = append(h.ctx, line...)
-	if oops.Detect(line) {
+	if detect(line) {
 		h.capture = append(make([]byte, 0, 2*len(h.ctx)+4096), h.ctx...)
 		c.Stats.CaptureBytes.Add(int64(len(h.capture)))
 		h.capStart, h.quietFor, h.ready = now, 0, false
 		h.ctx = h.ctx[:0]
+		h.sh.activate(h)
 		return
 	}
 	if len(h.ctx) > 2*c.o.ContextBytes {
@@ -381,6 +407,9 @@ func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Tim
 		h.ctx = append(h.ctx[:0], h.ctx[cut:]...)
 	}
 }
+
+// detect says whether a console line starts (or continues) a report.
+func detect(line []byte) bool { return oops.MayStart(line) && oops.Detect(line) }
 
 // finish completes h's capture: the next tick writes h's raw log, then hands the
 // capture to the analyzer. The shard lock is held.
@@ -393,6 +422,7 @@ func (c *Collector) finish(h *host) {
 	h.capture, h.ready, h.quietFor = nil, false, 0
 	h.sh.done = append(h.sh.done, cp)
 	h.logDue = true
+	h.sh.activate(h)
 }
 
 // tickWork is what one tick collected, to be done outside the shard locks.
@@ -403,11 +433,15 @@ type tickWork struct {
 }
 
 // tick releases held records, completes quiet captures and collects, into w, the
-// finished captures with their hosts' raw logs; a slow tick also collects the raw
-// logs due and the hosts whose last contact the store has not heard of; all
-// collects every raw log.
+// finished captures with their hosts' raw logs; a fast tick visits the busy hosts
+// only (sh.active); a slow tick visits every host and also collects the raw logs
+// due and the hosts whose last contact the store has not heard of; all collects
+// every raw log.
 func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 	w.seen, w.logs, w.done = w.seen[:0], w.logs[:0], w.done[:0]
+	// Silence is judged on the clock of what has been processed: a line still in
+	// Receive's queue may end it.
+	clock := c.clock(now)
 	// Evict down to 90% of MaxHosts, from each shard in proportion to its hosts.
 	var excess int64
 	if c.evict.Swap(false) {
@@ -422,10 +456,10 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 		visit := func(h *host) {
 			if h.stream.Pending() {
 				before := h.stream.Stats
-				h.stream.Tick(now, func(line []byte, ev netconsole.Event) { c.line(h, line, ev, now) })
+				h.stream.Tick(clock, func(line []byte, ev netconsole.Event) { c.line(h, line, ev, clock) })
 				c.account(h, before)
 			}
-			if h.capture != nil && (h.ready || now.Sub(h.lastLine) >= c.o.Quiet) {
+			if h.capture != nil && (h.ready || clock.Sub(h.lastLine) >= c.o.Quiet) {
 				c.finish(h)
 			}
 			if slow && h.dirty {
@@ -443,12 +477,30 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 			}
 			h.logDue = false
 		}
-		for _, h := range sh.hosts {
-			visit(h)
+		if slow {
+			for _, h := range sh.hosts {
+				visit(h)
+			}
+			for _, h := range sh.named {
+				visit(h)
+			}
+		} else {
+			// Visiting idle hosts 50 times a second would cost more, with 10,000
+			// hosts, than everything else the collector does.
+			for _, h := range sh.active {
+				visit(h)
+			}
 		}
-		for _, h := range sh.named {
-			visit(h)
+		keep := sh.active[:0]
+		for _, h := range sh.active {
+			if h.busy() {
+				keep = append(keep, h)
+			} else {
+				h.active = false
+			}
 		}
+		clear(sh.active[len(keep):])
+		sh.active = keep
 		w.done = append(w.done, sh.done...)
 		clear(sh.done)
 		sh.done = sh.done[:0]
@@ -521,6 +573,12 @@ func (c *Collector) Run(ctx context.Context, drain time.Duration) {
 	go func() { defer c.wg.Done(); c.analyzer() }()
 	storeCtx, stopStore := context.WithCancel(context.Background())
 	go func() { defer c.wg.Done(); c.writer(storeCtx) }()
+	stopRx := make(chan struct{})
+	var rxWG sync.WaitGroup
+	for i, q := range c.rx {
+		rxWG.Add(1)
+		go func() { defer rxWG.Done(); c.process(i, q, stopRx) }()
+	}
 	fast := time.NewTicker(20 * time.Millisecond)
 	slow := time.NewTicker(time.Second)
 	defer fast.Stop()
@@ -550,7 +608,15 @@ loop:
 			step(now, true, false)
 		}
 	}
-	// Complete everything and drain.
+	// Take nothing more from Receive, handle what it queued, complete everything
+	// and drain.
+	for _, q := range c.rx {
+		q.mu.Lock()
+		c.stopped.Store(true)
+		q.mu.Unlock()
+	}
+	close(stopRx)
+	rxWG.Wait()
 	for _, sh := range c.shards {
 		sh.mu.Lock()
 		for _, h := range sh.hosts {

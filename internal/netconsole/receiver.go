@@ -227,3 +227,28 @@ func readLoop(c *net.UDPConn, socket int, o ListenOptions, h Handler) error {
 		h(socket, time.Now(), pkts)
 	}
 }
+
+// Fill returns how full a socket's kernel receive buffer is, from 0 to 1 (SO_MEMINFO:
+// the memory its queued datagrams take over the buffer size), or -1 when it cannot
+// tell. A handler that queues datagrams can use it to tell a burst the kernel
+// buffer absorbs from an overload that will make the kernel drop at random.
+func (r *Receiver) Fill(socket int) float64 {
+	if socket < 0 || socket >= len(r.conns) {
+		return -1
+	}
+	rc, err := r.conns[socket].SyscallConn()
+	if err != nil {
+		return -1
+	}
+	// include/uapi/linux/sock_diag.h: SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_RCVBUF, …
+	var info [9]uint32
+	var e syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		l := uint32(unsafe.Sizeof(info))
+		_, _, e = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&l)), 0)
+	}); err != nil || e != 0 || info[1] == 0 {
+		return -1
+	}
+	return float64(info[0]) / float64(info[1])
+}

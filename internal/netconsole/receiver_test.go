@@ -100,3 +100,30 @@ func BenchmarkStreamExtended(b *testing.B) {
 		}
 	}
 }
+
+// TestFill: the kernel buffer's fill grows while datagrams wait unread.
+func TestFill(t *testing.T) {
+	r, err := Listen(context.Background(), "127.0.0.1:0", ListenOptions{ReadBuffer: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	empty := r.Fill(0)
+	if empty < 0 || empty > 0.01 {
+		t.Fatalf("fill of an idle socket %v", empty)
+	}
+	c, err := net.DialUDP("udp", nil, r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 200; i++ {
+		c.Write(make([]byte, 1000))
+	}
+	if f := r.Fill(0); f <= empty || f > 1.5 {
+		t.Errorf("fill after 200 unread datagrams: %v (idle %v)", f, empty)
+	}
+	if r.Fill(5) != -1 {
+		t.Errorf("fill of a socket that does not exist")
+	}
+}

@@ -1,0 +1,237 @@
+package collector
+
+import (
+	"bytes"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kcrash/kcrash/internal/netconsole"
+	"github.com/kcrash/kcrash/internal/oops"
+)
+
+// Receive is the netconsole.Handler of a live receiver. It copies each batch into a
+// queue and returns at once; one goroutine per socket (started by Run) feeds the
+// queue to HandleBatch. The socket's reader thus goes back to recvmmsg at once,
+// and when the collector falls behind the choice of what to lose is the
+// collector's, not the kernel's: with the queue full, Receive sheds ordinary
+// datagrams (counted in Stats.Shed) and keeps, in the queue's reserve, every
+// datagram that starts a crash report (oops.Detect) and every datagram of a host
+// that sent one within the last hotFor. The queue keeps the order of arrival. A crash is thus captured whole at
+// several times the rate the collector can process, while its context before the
+// first report line may be thinned.
+//
+// SetBackpressure gives Receive the fill of each socket's kernel receive buffer
+// (netconsole.Receiver.Fill): with it, a full queue makes the reader wait while the
+// kernel buffer is less than half full, and sheds only beyond. Call it before the
+// receiver starts.
+func (c *Collector) SetBackpressure(fill func(socket int) float64) { c.fill = fill }
+
+// Receive is safe for concurrent use by several sockets' readers; socket should be
+// below Options.Shards (the serve command opens one socket per shard).
+func (c *Collector) Receive(socket int, now time.Time, pkts []netconsole.Packet) {
+	q := c.rx[socket%len(c.rx)]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if c.stopped.Load() {
+		c.Stats.Shed.Add(uint64(len(pkts)))
+		return
+	}
+	ch := q.get(now)
+	for i := range pkts {
+		q.hotCheck(&pkts[i], now)
+		ch.add(&pkts[i])
+	}
+	// Only this reader sends on q.queue (under q.mu): a length below the limit
+	// means the send cannot block. With the queue at its limit, the reader waits
+	// while the socket's kernel buffer is less than half full: a burst it absorbs
+	// costs nothing; only an overload that would fill it is shed.
+	for len(q.queue) >= rxChunks && c.fill != nil && !c.stopped.Load() {
+		if f := c.fill(socket); f < 0 || f >= 0.5 {
+			break
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	if len(q.queue) < rxChunks {
+		q.queue <- ch
+		return
+	}
+	// The collector is behind: keep what belongs to a crash, shed the rest.
+	kept := q.get(now)
+	for i := range ch.pkts {
+		p := &ch.pkts[i]
+		if q.hot(p.From, now) {
+			kept.add(p)
+		} else {
+			c.Stats.Shed.Add(1)
+		}
+	}
+	q.put(ch)
+	if len(kept.pkts) == 0 {
+		q.put(kept)
+		return
+	}
+	select {
+	case q.queue <- kept: // the reserve
+		c.Stats.Kept.Add(uint64(len(kept.pkts)))
+	default:
+		c.Stats.CrashDrops.Add(uint64(len(kept.pkts)))
+		q.put(kept)
+	}
+}
+
+// hotFor is how long after a datagram that starts a report its host's datagrams
+// are kept when the collector sheds load: a dying kernel prints its report within
+// a second or two.
+const hotFor = 10 * time.Second
+
+// rxQueue is one socket's queue between its reader and its processing goroutine.
+type rxQueue struct {
+	mu sync.Mutex
+	// queue holds up to rxChunks batches of every kind and as many again of
+	// crash datagrams kept while shedding.
+	queue chan *chunk
+	free  chan *chunk
+	// hotUntil: hosts that sent a report's first line recently (reader side).
+	hotUntil map[netip.AddrPort]time.Time
+	// handled is the receipt time (UnixNano) of the chunk the processor handles or
+	// handled last.
+	handled atomic.Int64
+}
+
+// clock is the time up to which every datagram received has been handled: now when
+// Receive's queues are empty, else the receipt time of the chunk each busy queue
+// is at. Timeouts (a quiet host, a missing record) are judged on it, so a lagging
+// processor does not end a capture or give up on a record that is only queued.
+func (c *Collector) clock(now time.Time) time.Time {
+	t := now
+	for _, q := range c.rx {
+		if len(q.queue) > 0 {
+			if h := time.Unix(0, q.handled.Load()); h.Before(t) {
+				t = h
+			}
+		}
+	}
+	return t
+}
+
+// Queue depth: rxChunks batches of up to the receiver's batch size (256
+// datagrams), plus as many of crash datagrams.
+const rxChunks = 64
+
+// maxHot bounds the hosts remembered as crashing (a flood of forged report lines
+// must not grow the map without bound).
+const maxHot = 10_000
+
+func newRxQueue() *rxQueue {
+	return &rxQueue{queue: make(chan *chunk, 2*rxChunks), free: make(chan *chunk, 2*rxChunks+4), hotUntil: map[netip.AddrPort]time.Time{}}
+}
+
+// hotCheck marks p's host hot when p starts a report. The queue lock is held.
+func (q *rxQueue) hotCheck(p *netconsole.Packet, now time.Time) {
+	if !detectDatagram(p.Data) {
+		return
+	}
+	if len(q.hotUntil) >= maxHot {
+		for a, t := range q.hotUntil {
+			if now.After(t) {
+				delete(q.hotUntil, a)
+			}
+		}
+		if len(q.hotUntil) >= maxHot {
+			return
+		}
+	}
+	q.hotUntil[p.From] = now.Add(hotFor)
+}
+
+func (q *rxQueue) hot(a netip.AddrPort, now time.Time) bool {
+	t, ok := q.hotUntil[a]
+	if ok && now.After(t) {
+		delete(q.hotUntil, a)
+		return false
+	}
+	return ok
+}
+
+// detectDatagram says whether a datagram holds a line that starts a report: the
+// text of an extended record (after its header), or the lines of a plain payload.
+// oops.MayStart comes first: most datagrams cost one allocation-free pass.
+func detectDatagram(p []byte) bool {
+	if !oops.MayStart(p) {
+		return false
+	}
+	if i := bytes.IndexByte(p, ';'); i >= 0 && i < 512 && bytes.IndexByte(p[:i], '\n') < 0 {
+		body := p[i+1:]
+		if j := bytes.IndexByte(body, '\n'); j >= 0 {
+			body = body[:j] // the text; dictionary lines follow
+		}
+		if oops.Detect(body) {
+			return true
+		}
+	}
+	return oops.Detect(p)
+}
+
+// chunk is a copied batch of datagrams.
+type chunk struct {
+	now  time.Time
+	pkts []netconsole.Packet
+	buf  []byte
+}
+
+func (ch *chunk) add(p *netconsole.Packet) {
+	off := len(ch.buf)
+	ch.buf = append(ch.buf, p.Data...)
+	ch.pkts = append(ch.pkts, netconsole.Packet{From: p.From, Data: ch.buf[off:len(ch.buf):len(ch.buf)], Truncated: p.Truncated})
+}
+
+// get returns an empty chunk (recycled when one is free). The queue lock is held.
+func (q *rxQueue) get(now time.Time) *chunk {
+	select {
+	case ch := <-q.free:
+		ch.now = now
+		return ch
+	default:
+		return &chunk{now: now, buf: make([]byte, 0, 64<<10)}
+	}
+}
+
+func (q *rxQueue) put(ch *chunk) {
+	// Data of the packets points into buf: both are reset together. A chunk grown
+	// past 1 MiB (one huge batch) is not kept.
+	ch.pkts, ch.buf = ch.pkts[:0], ch.buf[:0]
+	if cap(ch.buf) > 1<<20 {
+		return
+	}
+	select {
+	case q.free <- ch:
+	default:
+	}
+}
+
+// process feeds one socket's queue to HandleBatch until stop is closed; then it
+// handles what is queued and returns.
+func (c *Collector) process(socket int, q *rxQueue, stop <-chan struct{}) {
+	handle := func(ch *chunk) {
+		q.handled.Store(ch.now.UnixNano())
+		c.HandleBatch(socket, ch.now, ch.pkts)
+		q.put(ch)
+	}
+	for {
+		select {
+		case ch := <-q.queue:
+			handle(ch)
+		case <-stop:
+			for {
+				select {
+				case ch := <-q.queue:
+					handle(ch)
+				default:
+					return
+				}
+			}
+		}
+	}
+}

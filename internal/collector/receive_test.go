@@ -1,0 +1,83 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kcrash/kcrash/internal/netconsole"
+	"github.com/kcrash/kcrash/internal/store"
+)
+
+// TestReceiveOverload: Receive's queue is stalled (Run not started) while a fleet
+// sends a flood of ordinary records and, in the middle of it, several hosts crash.
+// Once the queue is full, ordinary datagrams are shed and counted; every datagram of
+// the crashing hosts from their report's first line on is kept, so when the
+// collector runs every crash is stored whole, once.
+func TestReceiveOverload(t *testing.T) {
+	s := openStore(t)
+	c := New(Options{Store: s})
+	crash := datagrams(t, "ACCESS_NULL.netconsole-ext")
+	start := -1
+	for i, d := range crash {
+		if r, err := netconsole.ParseExtended(d); err == nil && len(r.Text) > 4 && string(r.Text[:4]) == "BUG:" {
+			start = i
+			break
+		}
+	}
+	crashers := []netip.AddrPort{}
+	for i := 0; i < 5; i++ {
+		crashers = append(crashers, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 5, 0, byte(1 + i)}), 6665))
+	}
+	now := time.Now()
+	seq := map[int]int{}
+	sent := 0
+	// 400 batches of 256 datagrams: far more than the queue holds. Each crashing
+	// host sends its whole capture, one record per batch, from batch 100 on.
+	for b := 0; b < 400; b++ {
+		var batch []netconsole.Packet
+		for i := 0; i < 250; i++ {
+			h := (b*250 + i) % 1000
+			seq[h]++
+			batch = append(batch, netconsole.Packet{From: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 6, byte(h >> 8), byte(h)}), 6665),
+				Data: []byte(fmt.Sprintf("6,%d,%d,-;ordinary line %d", seq[h], 1000*seq[h], b))})
+		}
+		if k := b - 100; k >= 0 && k < len(crash) {
+			for _, from := range crashers {
+				batch = append(batch, netconsole.Packet{From: from, Data: crash[k]})
+			}
+		}
+		sent += len(batch)
+		c.Receive(0, now, batch)
+	}
+	if c.Stats.Shed.Load() == 0 || c.Stats.Kept.Load() == 0 {
+		t.Fatalf("shed %d, kept %d: no overload", c.Stats.Shed.Load(), c.Stats.Kept.Load())
+	}
+	if c.Stats.CrashDrops.Load() != 0 {
+		t.Errorf("%d crash datagrams lost", c.Stats.CrashDrops.Load())
+	}
+	stop := run(c)
+	waitUntil(t, "five reports", 10*time.Second, func() bool { return c.Stats.Reports.Load() == 5 })
+	stop()
+	reps, _ := s.Reports(context.Background(), store.ReportQuery{})
+	hosts := map[string]bool{}
+	for _, r := range reps {
+		full, err := s.Report(context.Background(), r.ID)
+		if err != nil || !contains(full.Text, "BUG: kernel NULL pointer dereference") || !contains(full.Text, "Kernel panic - not syncing") {
+			t.Errorf("report of %s not whole (%v):\n%s", r.Host, err, full.Text)
+		}
+		hosts[r.Host] = true
+	}
+	if len(reps) != 5 || len(hosts) != 5 {
+		t.Errorf("%d reports from %d hosts, want 5 from 5", len(reps), len(hosts))
+	}
+	if got := c.Stats.Packets.Load() + c.Stats.Shed.Load(); got != uint64(sent) {
+		t.Errorf("processed %d + shed %d = %d, sent %d", c.Stats.Packets.Load(), c.Stats.Shed.Load(), got, sent)
+	}
+	_ = start
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
