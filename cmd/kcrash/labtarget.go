@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -242,7 +243,7 @@ func runLabLoad(ctx context.Context, env *cmdEnv, args []string) error {
 }
 
 func runLabScenario(ctx context.Context, env *cmdEnv, args []string) error {
-	c := subFlagSet(env, "scenario", "race|regression|hardware|pstore|repro [--kernel ABI] [--kernels A,B,C --gate ABI] [--pps N] [--runs N] [--force] [--json]",
+	c := subFlagSet(env, "scenario", "race|regression|hardware|pstore|repro|fleet [--kernel ABI] [--kernels A,B,C --gate ABI] [--pps N] [--runs N] [--force] [--json]",
 		"run a whole crash story on the lab (cached by recipe) and say what happened, with paths to its artifacts")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fs := newFlagSet(env, c)
@@ -252,7 +253,9 @@ func runLabScenario(ctx context.Context, env *cmdEnv, args []string) error {
 			"  regression  targets on several kernel ABIs under load, the race gated at one of them\n"+
 			"  hardware    a host with machine checks and bit flips (crashes that wander) and a healthy one\n"+
 			"  pstore      an oops kept by ramoops across a warm reset and read back on the next boot\n"+
-			"  repro       kcrash repro (flood vs idle) and kcrash soak (fixed=1 and buggy) on a target with the race\n")
+			"  repro       kcrash repro (flood vs idle) and kcrash soak (fixed=1 and buggy) on a target with the race\n"+
+			"  fleet       hosts on several ABIs (the race gated at one), a bad-DIMM host and a healthy one, all into one\n"+
+			"              kcrash serve; prints its verdicts, releases and bisect range (--kernel: the hardware hosts' kernel)\n")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
@@ -273,6 +276,7 @@ func runLabScenario(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	o := lab.ScenarioOptions{Force: *force, Parallel: *parallel, Kernel: *kernel, Gate: *gate, PPS: *pps, Runs: *runs}
+	o.Kcrash, _ = os.Executable()
 	if *kernels != "" {
 		o.Kernels = strings.Split(*kernels, ",")
 	}

@@ -144,22 +144,26 @@ type group struct {
 type host struct {
 	id, hostname string
 	release      string // from the newest report naming one
-	relHours     map[string]float64
-	lastObs      time.Time
-	lastRel      string
-	n            int
-	first, last  time.Time
-	sigs         map[string]int
-	cpus         map[int]int
-	hwLines      int
-	hwSample     []string
-	mce          int // machine-check reports
-	taintMB      int
-	flips        []Flip
-	wildIP       int
-	recent       []time.Time
-	verdict      Verdict
-	hasVerdict   bool
+	// Host-hours per release: observed (Observe, AddUptime, saved state) and from
+	// the reports' uptimes (each boot's uptime at its last report); relHours, the
+	// hours counted, is the larger of the two, so one boot is never counted twice.
+	relHours, obsHours, bootHours map[string]float64
+	lastUptime                    float64 // seconds, of the newest report with one
+	lastObs                       time.Time
+	lastRel                       string
+	n                             int
+	first, last                   time.Time
+	sigs                          map[string]int
+	cpus                          map[int]int
+	hwLines                       int
+	hwSample                      []string
+	mce                           int // machine-check reports
+	taintMB                       int
+	flips                         []Flip
+	wildIP                        int
+	recent                        []time.Time
+	verdict                       Verdict
+	hasVerdict                    bool
 }
 
 // maxRecent bounds the arrival times kept per group and host.
@@ -174,7 +178,8 @@ func New(o Options) *Engine {
 func (e *Engine) host(id string) *host {
 	h := e.hosts[id]
 	if h == nil {
-		h = &host{id: id, relHours: map[string]float64{}, sigs: map[string]int{}, cpus: map[int]int{}}
+		h = &host{id: id, relHours: map[string]float64{}, obsHours: map[string]float64{}, bootHours: map[string]float64{},
+			sigs: map[string]int{}, cpus: map[int]int{}}
 		e.hosts[id] = h
 	}
 	return h
@@ -211,11 +216,34 @@ func (e *Engine) AddUptime(id, release string, hours float64) {
 }
 
 func (e *Engine) addHoursLocked(h *host, release string, hours float64) {
-	h.relHours[release] += hours
-	e.relHours[release] += hours
+	h.obsHours[release] += hours
+	e.countHours(h, release)
+}
+
+// countHours makes the hours counted for h under release the larger of its two
+// sources.
+func (e *Engine) countHours(h *host, release string) {
+	eff := max(h.obsHours[release], h.bootHours[release])
+	e.relHours[release] += eff - h.relHours[release]
+	h.relHours[release] = eff
 	if h.release == "" {
 		h.release = release
 	}
+}
+
+// reportUptime counts a report's uptime (seconds since its boot) as host-hours:
+// a smaller uptime than the host's previous report's starts a new boot.
+func (e *Engine) reportUptime(h *host, release string, up float64) {
+	if up <= 0 || release == "" {
+		return
+	}
+	add := up
+	if up >= h.lastUptime {
+		add = up - h.lastUptime // the same boot, further on
+	}
+	h.lastUptime = up
+	h.bootHours[release] += add / 3600
+	e.countHours(h, release)
 }
 
 // Add takes one report, updates its group and host and recomputes their verdicts,
@@ -287,6 +315,7 @@ func (e *Engine) Add(r Report) []Event {
 	if r.Hostname != "" {
 		h.hostname = r.Hostname
 	}
+	e.reportUptime(h, r.Release, r.Uptime)
 	h.sigs[r.Signature]++
 	if r.CPU >= 0 {
 		h.cpus[r.CPU]++

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -307,5 +308,34 @@ func TestRateJumpAndEvents(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "new_signature,rate_jump" {
 		t.Errorf("events %v, want new_signature then one rate_jump", got)
+	}
+}
+
+func TestHostHours(t *testing.T) {
+	if u := ConsoleUptime("[   12.500000] BUG: x\n"); u != 12.5 {
+		t.Errorf("ConsoleUptime = %v", u)
+	}
+	if u := ConsoleUptime("<4>[ 3.25] WARNING: y"); u != 3.25 {
+		t.Errorf("ConsoleUptime = %v", u)
+	}
+	if u := ConsoleUptime("BUG: no stamp [ 1.0]"); u != 0 {
+		t.Errorf("ConsoleUptime = %v", u)
+	}
+	e := New(Options{})
+	rel := "6.1.0-56-cloud-amd64"
+	for _, up := range []float64{10, 20, 5} { // two reports of one boot, then a new boot
+		e.Add(Report{Host: "h", Signature: "s", Release: rel, CPU: -1, Uptime: up})
+	}
+	if got := e.ReleaseHours()[rel] * 3600; math.Abs(got-25) > 1e-6 {
+		t.Errorf("%.3f s counted from report uptimes, want 25", got)
+	}
+	// Observed uptime covering the same boots is not added to it: the larger counts.
+	e.AddUptime("h", rel, 10.0/3600)
+	if got := e.ReleaseHours()[rel] * 3600; math.Abs(got-25) > 1e-6 {
+		t.Errorf("%.3f s after 10 s observed, want 25", got)
+	}
+	e.AddUptime("h", rel, 30.0/3600)
+	if got := e.ReleaseHours()[rel] * 3600; math.Abs(got-40) > 1e-6 {
+		t.Errorf("%.3f s after 40 s observed, want 40", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +36,9 @@ type Report struct {
 	WildIP bool
 	// Hostname is a name the boot log gave the host ("Hostname set to <…>").
 	Hostname string
+	// Uptime is the console timestamp of the report's first line: seconds since
+	// its boot (0 when the log has none).
+	Uptime float64
 }
 
 var (
@@ -42,6 +46,7 @@ var (
 	// decoding enabled") do not match: only errors do.
 	hwLine   = regexp.MustCompile(`\[Hardware Error\]|Machine check events logged|[Ff]atal( local)? machine check|\bEDAC\b.*\b(CE|UE|error)\b|Memory failure: |[Ss]oft offlin|Uncorrected hardware memory error`)
 	hostLine = regexp.MustCompile(`Hostname set to <([A-Za-z0-9._-]{1,64})>`)
+	stampRE  = regexp.MustCompile(`^(?:<\d+>)?\[\s*(\d{1,9}\.\d{1,9})\]`)
 )
 
 // maxHWLines bounds the hardware lines kept per report.
@@ -62,7 +67,21 @@ func FromStore(r *store.Report) Report {
 		out.Release = r.Release
 	}
 	out.HWLines = appendHW(out.HWLines, r.Text)
+	out.Uptime = ConsoleUptime(r.Text)
 	return out
+}
+
+// ConsoleUptime reads the console timestamp ("[   12.345678]") of a log's first line.
+func ConsoleUptime(text string) float64 {
+	m := stampRE.FindStringSubmatch(text)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0
+	}
+	return v
 }
 
 // FromOops reads a parsed report and the log lines before it.

@@ -191,7 +191,7 @@ func (e *Engine) releasesOf(g *group) Releases {
 	out := Releases{Crashing: []ReleaseStat{}, Clean: []ReleaseStat{}}
 	for rel, rs := range g.releases {
 		hrs := e.relHours[rel]
-		st := ReleaseStat{Release: rel, Reports: rs.reports, Hosts: len(rs.hosts), HostHours: round2(hrs)}
+		st := ReleaseStat{Release: rel, Reports: rs.reports, Hosts: len(rs.hosts), HostHours: round4(hrs)}
 		if hrs > 0 {
 			st.Rate = round2(float64(rs.reports) / hrs * 1000)
 		}
@@ -199,7 +199,7 @@ func (e *Engine) releasesOf(g *group) Releases {
 	}
 	for rel, hrs := range e.relHours {
 		if g.releases[rel] == nil && hrs > 0 {
-			out.Clean = append(out.Clean, ReleaseStat{Release: rel, HostHours: round2(hrs)})
+			out.Clean = append(out.Clean, ReleaseStat{Release: rel, HostHours: round4(hrs)})
 		}
 	}
 	for _, l := range [][]ReleaseStat{out.Crashing, out.Clean} {
@@ -208,20 +208,19 @@ func (e *Engine) releasesOf(g *group) Releases {
 	return out
 }
 
-func bisectOf(sig string, rs Releases) *BisectRange {
-	if len(rs.Crashing) == 0 {
+// bisectOf suggests a bisection for a group not judged hardware: from the last
+// release of the first crashing one's flavour that ran clean (host-hours, no
+// crash) before it. Kernels of another flavour are another configuration: no
+// range crosses flavours.
+func bisectOf(sig string, v Verdict, rs Releases) *BisectRange {
+	if len(rs.Crashing) == 0 || v.Class == Hardware {
 		return nil
 	}
 	bad := rs.Crashing[0].Release
 	good := ""
-	for _, sameFlavour := range []bool{true, false} {
-		for _, c := range rs.Clean {
-			if CompareReleases(c.Release, bad) < 0 && (!sameFlavour || Flavour(c.Release) == Flavour(bad)) {
-				good = c.Release
-			}
-		}
-		if good != "" {
-			break
+	for _, c := range rs.Clean {
+		if CompareReleases(c.Release, bad) < 0 && Flavour(c.Release) == Flavour(bad) && c.HostHours > 0 {
+			good = c.Release
 		}
 	}
 	if good == "" {
@@ -230,3 +229,6 @@ func bisectOf(sig string, rs Releases) *BisectRange {
 	return &BisectRange{Good: good, Bad: bad,
 		Command: fmt.Sprintf("kcrash bisect --versions %s,%s --signature %s", good, bad, sig)}
 }
+
+// round4 keeps host-hours to a third of a second.
+func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }

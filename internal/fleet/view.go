@@ -47,7 +47,7 @@ func (e *Engine) Group(sig string) (GroupInfo, bool) {
 	for k, v := range g.hosts {
 		hosts[k] = v
 	}
-	return GroupInfo{Verdict: g.verdict, Releases: rs, BisectRange: bisectOf(sig, rs), Hosts: hosts,
+	return GroupInfo{Verdict: g.verdict, Releases: rs, BisectRange: bisectOf(sig, g.verdict, rs), Hosts: hosts,
 		Times: append([]time.Time(nil), g.recent...)}, true
 }
 
@@ -83,7 +83,7 @@ func (e *Engine) Host(id, name string) HostInfo {
 	if len(h.relHours) > 0 {
 		hi.HostHours = map[string]float64{}
 		for k, v := range h.relHours {
-			hi.HostHours[k] = round2(v)
+			hi.HostHours[k] = round4(v)
 		}
 	}
 	hi.HardwareLines = append([]string(nil), h.hwSample...)
@@ -189,8 +189,9 @@ func (e *Engine) Uptime() Uptime {
 	return out
 }
 
-// LoadUptime adds saved host-hours (before any observation or report) and
-// recomputes every verdict, since the release gates depend on them.
+// LoadUptime adds saved host-hours as observed hours (a report's uptime counted
+// then is not counted again) and recomputes every verdict, since the release gates
+// depend on them.
 func (e *Engine) LoadUptime(u Uptime) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -42,11 +42,14 @@ type ScenarioOptions struct {
 	PPS int
 	// Runs is how many loaded runs per target (race: default 5; regression: 2).
 	Runs int
+	// Kcrash is the kcrash binary the fleet scenario runs `kcrash serve` from (not
+	// part of the recipe).
+	Kcrash string `json:"-"`
 }
 
 // ScenarioNames are the scenarios RunScenario knows, in the order a full lab run
 // does them.
-var ScenarioNames = []string{"race", "regression", "hardware", "pstore", "repro"}
+var ScenarioNames = []string{"race", "regression", "hardware", "pstore", "repro", "fleet"}
 
 // RunScenario runs (or returns the cached result of) the named scenario and
 // returns its result as JSON, plus whether it came from the cache.
@@ -74,6 +77,18 @@ func RunScenario(ctx context.Context, cfg Config, name string, o ScenarioOptions
 			o.Kernel = Series(mustDefault(ctx)) + "-amd64" // machine checks need the generic flavour
 		}
 		kernels, err = resolveAll(ctx, []string{o.Kernel})
+	case "fleet":
+		// The regression's ABIs with the race gated, and a generic amd64 kernel
+		// (machine checks) for the hardware and healthy hosts.
+		run = runFleetScenario
+		ro := o
+		ro.Kernel = ""
+		if o.Kernels, o.Gate, err = regressionKernels(ctx, ro); err == nil {
+			if o.Kernel == "" {
+				o.Kernel = Series(mustDefault(ctx)) + "-amd64"
+			}
+			kernels, err = resolveAll(ctx, []string{o.Kernel})
+		}
 	case "pstore":
 		run = runPstoreScenario
 		kernels, err = resolveAll(ctx, []string{o.Kernel})
@@ -215,6 +230,7 @@ type bootSpec struct {
 	Args      string // kernel parameters after the lab's
 	Dir       string // where NAME.serial etc. go
 	UDP       bool   // forward a UDP port for the load
+	NC        string // lab_nc (default "none")
 	WarmReset bool
 	Memory    string
 }
@@ -240,8 +256,12 @@ func bootScenarioGuest(ctx context.Context, s bootSpec) (*scenarioGuest, error) 
 		}
 		sg.UDPPort = p
 	}
-	sg.Cmdline = strings.Join(strings.Fields(fmt.Sprintf("lab_name=%s lab_trigger=idle lab_nc=none %s %s",
-		s.Name, BaseArgs, s.Args)), " ")
+	nc := s.NC
+	if nc == "" {
+		nc = "none"
+	}
+	sg.Cmdline = strings.Join(strings.Fields(fmt.Sprintf("lab_name=%s lab_trigger=idle lab_nc=%s %s %s",
+		s.Name, nc, BaseArgs, s.Args)), " ")
 	g, err := StartGuest(ctx, GuestConfig{
 		Kernel: s.Kernel, Append: sg.Cmdline, Memory: s.Memory, Serial: sg.Serial,
 		QMP: base + ".qmp", Log: base + ".qemu.log", UDPForward: sg.UDPPort, WarmReset: s.WarmReset,

@@ -118,6 +118,8 @@ func PrintScenario(w io.Writer, name string, raw json.RawMessage) error {
 			}
 			fmt.Fprintln(w)
 		}
+	case "fleet":
+		return printFleetScenario(w, raw)
 	default:
 		fmt.Fprintf(w, "%s\n", raw)
 	}

@@ -69,6 +69,8 @@ func hours(h float64) string {
 	switch {
 	case h == 0:
 		return "—"
+	case h < 1.0/60:
+		return fmt.Sprintf("%.0f s", h*3600)
 	case h < 1:
 		return fmt.Sprintf("%.0f min", h*60)
 	}
