@@ -166,6 +166,7 @@ func TestArm64Vmcore(t *testing.T) {
 				checkA64Log(t, logText, serial)
 				checkA64Ps(t, ps, serial)
 				checkA64Bt(t, bt, logText)
+				checkA64Dis(t, vmlinux, dump, bt, serial)
 				rows = append(rows, fmt.Sprintf("%-12s %-16s sys %4.0f ms  log %4.0f ms  ps %4.0f ms  bt %4.0f ms", e.Name, a.Format,
 					ms(times["sys"]), ms(times["log"]), ms(times["ps"]), ms(times["bt"])))
 			})
@@ -329,4 +330,57 @@ func slicesEqual(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+var a64PCAddr = regexp.MustCompile(`(?m)^\s+PC: ([0-9a-f]{16})`)
+
+// checkA64Dis: dis of the exception's PC, read from the dump, is the text
+// aarch64-linux-gnu-objdump gives the trapping word of the console's Code: line
+// at that address.
+func checkA64Dis(t *testing.T, vmlinux, dump, bt string, serial []byte) {
+	t.Helper()
+	g := a64PCAddr.FindStringSubmatch(bt)
+	if g == nil {
+		t.Fatal("bt has no PC: line")
+	}
+	var word []byte
+	for _, r := range oops.Parse(serial) {
+		if r.Code != nil && r.Code.Trap >= 0 && r.Code.Trap+4 <= len(r.Code.Bytes) {
+			word = r.Code.Bytes[r.Code.Trap : r.Code.Trap+4]
+			break
+		}
+	}
+	if word == nil {
+		t.Fatal("no Code: line with a trapping word on the console")
+	}
+	out := kcrashVmcore(t, vmlinux, dump, "dis 0x"+g[1]+" 1")
+	_, got, ok := strings.Cut(strings.TrimSpace(out), ">:")
+	if !ok {
+		t.Fatalf("dis 0x%s 1: %q", g[1], out)
+	}
+	tool, err := exec.LookPath("aarch64-linux-gnu-objdump")
+	if err != nil {
+		needLab(t, "aarch64-linux-gnu-objdump missing")
+	}
+	f := filepath.Join(t.TempDir(), "w.bin")
+	os.WriteFile(f, word, 0o644)
+	ref, err := exec.Command(tool, "-D", "-z", "-b", "binary", "-m", "aarch64", "--adjust-vma=0x"+g[1], f).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ""
+	for _, l := range strings.Split(string(ref), "\n") {
+		if m := regexp.MustCompile(`^\s*[0-9a-f]+:\t[0-9a-f]+ \t(.*)$`).FindStringSubmatch(l); m != nil {
+			want = m[1]
+		}
+	}
+	strip := func(s string) string {
+		if i := strings.Index(s, " <"); i >= 0 {
+			s = s[:i]
+		}
+		return strings.Join(strings.Fields(s), " ")
+	}
+	if strip(got) != strip(want) {
+		t.Errorf("dis at the exception PC %s: kcrash %q, objdump of the console's trapping word %q", g[1], got, want)
+	}
 }

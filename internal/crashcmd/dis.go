@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	register(&Command{Name: "dis", Synopsis: "disassemble a function or instructions at an address (AT&T); -r up to ADDR; -l source lines", Run: runDis})
+	register(&Command{Name: "dis", Synopsis: "disassemble a function or instructions at an address (AT&T; GNU syntax on arm64); -r up to ADDR; -l source lines", Run: runDis})
 }
 
 // maxDis bounds a disassembly (bytes of one function or count instructions).
@@ -49,7 +49,7 @@ func runDis(s *Session, w io.Writer, args []string) error {
 		if err != nil || n <= 0 || n > maxDis {
 			return fmt.Errorf("dis: count %q", rest[1])
 		}
-		count, end = n, addr+uint64(n)*15
+		count, end = n, addr+uint64(n)*15 // at most 15 bytes an instruction (4 on arm64)
 	case isSym && ok && off == 0 && sym.Size > 0:
 		start, end, count = sym.Addr, sym.Addr+min(sym.Size, maxDis), maxDis
 	default:
@@ -67,14 +67,32 @@ func runDis(s *Session, w io.Writer, args []string) error {
 	var lastFile string
 	lastLine := -1
 	pc := start
+	a64 := s.K.Arch != nil && s.K.Arch.Name() == "aarch64"
 	for i := 0; i < count && pc < end; i++ {
 		raw := code[pc-start:]
-		in, err := x86asm.Decode(raw, 64)
+		var in x86asm.Inst
 		text := ""
-		if err != nil {
+		if a64 {
+			// arm64: 4-byte words in objdump's (and gdb's: the same opcodes
+			// library) GNU syntax, a tab after the mnemonic, <sym+off> after a
+			// branch, adr or adrp target.
+			if len(raw) < 4 {
+				break
+			}
+			var target uint64
+			text, target = disasm.A64Text(raw, pc)
+			if m, ops, ok := strings.Cut(text, " "); ok {
+				text = m + "\t" + ops
+			}
+			if sym := s.symRef(target); target != 0 && sym != "" {
+				text += " " + sym
+			}
+			in.Len = 4
+		} else if d, err := x86asm.Decode(raw, 64); err != nil {
 			in.Len = 1
 			text = "(bad)"
 		} else {
+			in = d
 			text = s.gdbInst(&in, raw[:in.Len], pc)
 		}
 		name, o, _ := s.symName(pc)

@@ -42,7 +42,7 @@ func a64Text(word []byte, addr uint64) (text, op string, args []string) {
 
 // a64GNU fixes up arm64asm.GNUSyntax where objdump prints otherwise.
 func a64GNU(in arm64asm.Inst, w uint32, addr uint64) string {
-	t := arm64asm.GNUSyntax(in)
+	t := strings.TrimSpace(arm64asm.GNUSyntax(in))
 	for _, a := range in.Args {
 		switch a := a.(type) {
 		case arm64asm.PCRel:
@@ -406,4 +406,25 @@ func a64System(w uint32) (string, bool) {
 		return fmt.Sprintf("msr %s, #%#x", name, crm), true
 	}
 	return "", false
+}
+
+// A64Text is one arm64 instruction word (4 little-endian bytes) at addr as
+// objdump prints it, mnemonic and operands separated by one space; target is
+// the absolute address of a branch, adr or adrp operand (0 when it has none).
+func A64Text(word []byte, addr uint64) (text string, target uint64) {
+	if len(word) < 4 {
+		return "(bad)", 0
+	}
+	text, _, _ = a64Text(word[:4], addr)
+	if in, err := arm64asm.Decode(word[:4]); err == nil && addr != 0 {
+		for _, a := range in.Args {
+			if r, ok := a.(arm64asm.PCRel); ok {
+				target = addr + uint64(r)
+				if in.Op == arm64asm.ADRP {
+					target = addr&^0xfff + uint64(r)
+				}
+			}
+		}
+	}
+	return text, target
 }
