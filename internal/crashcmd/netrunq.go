@@ -98,6 +98,7 @@ type RunqTask struct {
 // CFSQueue is a CFS run queue (a cfs_rq's tasks_timeline) and its entities:
 // tasks and, with group scheduling, the queues of task groups.
 type CFSQueue struct {
+	CfsRq  uint64      `json:"cfs_rq"`
 	Root   uint64      `json:"rb_root"`
 	Tasks  []RunqTask  `json:"tasks"`
 	Groups []*CFSQueue `json:"groups,omitempty"`
@@ -151,14 +152,15 @@ func (s *Session) runqLayout() (*runqLayout, error) {
 	return l, nil
 }
 
-// Runqueues reads every online CPU's struct rq (per-CPU runqueues).
+// Runqueues reads every present CPU's struct rq (per-CPU runqueues).
 func (s *Session) Runqueues() ([]*Runq, error) {
 	k := s.K
 	l, err := s.runqLayout()
 	if err != nil {
 		return nil, err
 	}
-	cpus, err := k.OnlineCPUs()
+	// Every present CPU, as crash: panic takes the others offline.
+	cpus, err := k.PresentCPUs()
 	if err != nil || len(cpus) == 0 {
 		cpus = []int{0}
 	}
@@ -200,7 +202,7 @@ func (s *Session) taskPrio(l *runqLayout, t *kernel.Task) int {
 // into group entities (sched_entity.my_q) up to 8 levels.
 func (s *Session) cfsQueue(l *runqLayout, cfsRq uint64, depth int) *CFSQueue {
 	k := s.K
-	q := &CFSQueue{Root: cfsRq + uint64(l.timeline)}
+	q := &CFSQueue{CfsRq: cfsRq, Root: cfsRq + uint64(l.timeline)}
 	root, err := k.U64(q.Root)
 	if err != nil {
 		return q

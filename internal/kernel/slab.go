@@ -70,9 +70,11 @@ func (k *Kernel) slabLayout() (*slabLayout, error) {
 // their object counts: TOTAL and SLABS from each node's total_objects and
 // nr_slabs; ALLOCATED is TOTAL less the free objects: of the slabs on the
 // nodes' partial lists and the CPUs' partial lists (objects - inuse), and
-// of the CPUs' active slabs (the per-CPU freelist, followed with
-// CONFIG_SLAB_FREELIST_HARDENED's decoding when the kernel has it, plus
-// the slab's own freelist).
+// of the CPUs' active slabs (objects - inuse, which already counts remote
+// frees to the slab's own freelist, plus the per-CPU freelist, followed
+// with CONFIG_SLAB_FREELIST_HARDENED's decoding when the kernel has it).
+// Every present CPU counts: panic takes the others offline, their slabs
+// stay theirs.
 func (k *Kernel) SlabCaches() ([]SlabCache, error) {
 	l, err := k.slabLayout()
 	if err != nil {
@@ -157,8 +159,6 @@ func (k *Kernel) slabCache(l *slabLayout, s uint64, cpus []int) SlabCache {
 				}
 				fl, _ := k.U64(kc + uint64(l.cpuFreelist))
 				free += k.freelistLen(fl, uint64(offset), random, l.hardened, objects)
-				sfl, _ := k.U64(sl + uint64(l.slabFreelist))
-				free += k.freelistLen(sfl, uint64(offset), random, l.hardened, objects)
 			}
 		}
 		if l.cpuPartial != 0 {

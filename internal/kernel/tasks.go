@@ -21,6 +21,10 @@ type Task struct {
 	SP       uint64 // task->thread.sp, the saved stack pointer when switched out
 	Mm       uint64
 	VSZ, RSS uint64 // KiB
+	// rssDelta is the task's unsynced SPLIT_RSS_COUNTING counters
+	// (task_struct.rss_stat, before 6.2), in pages; Tasks adds every
+	// thread's to its mm's RSS as crash does.
+	rssDelta int64
 }
 
 // pfKthread is PF_KTHREAD (include/linux/sched.h).
@@ -38,6 +42,7 @@ type taskLayout struct {
 	// 6.2+: rss_stat is struct percpu_counter[NR_MM_COUNTERS]; pcpuSize is its
 	// size, pcpuCount and pcpuCounters the offsets of count and counters.
 	pcpuSize, pcpuCount, pcpuCounters int64
+	taskRSS                           int64 // task_struct.rss_stat (struct task_rss_stat: int events; int count[]), 0 when absent
 }
 
 func (k *Kernel) taskLayout() (*taskLayout, error) {
@@ -78,6 +83,11 @@ func (k *Kernel) taskLayout() (*taskLayout, error) {
 		return nil, err
 	}
 	l.rss, _, _ = v.MemberOffset("mm_struct", "rss_stat")
+	if o, _, err := v.MemberOffset("task_struct", "rss_stat"); err == nil {
+		if c, _, err := v.MemberOffset("task_rss_stat", "count"); err == nil {
+			l.taskRSS = o + c
+		}
+	}
 	if sz, err := v.Sizeof("percpu_counter"); err == nil {
 		if _, rt, err := v.Member("mm_struct", "rss_stat"); err == nil && strings.Contains(rt.String(), "percpu_counter") {
 			c1, _, err1 := v.MemberOffset("percpu_counter", "count")
@@ -170,6 +180,7 @@ func (k *Kernel) Tasks() ([]*Task, error) {
 		}
 	}
 	var out []*Task
+	delta := map[uint64]int64{}
 	for _, a := range addrs {
 		t, err := k.readTask(l, a)
 		if err != nil {
@@ -177,6 +188,14 @@ func (k *Kernel) Tasks() ([]*Task, error) {
 		}
 		t.Active = active[a]
 		out = append(out, t)
+		if t.Mm != 0 {
+			delta[t.Mm] += t.rssDelta
+		}
+	}
+	for _, t := range out {
+		if d := delta[t.Mm]; t.Mm != 0 && d != 0 {
+			t.RSS = uint64(max(int64(t.RSS)+d*4, 0))
+		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].PID != out[j].PID {
@@ -252,14 +271,21 @@ func (k *Kernel) readTask(l *taskLayout, a uint64) (*Task, error) {
 			t.VSZ = vm * 4
 		}
 		if l.rss != 0 {
-			// 6.1 struct mm_rss_stat {atomic_long_t count[NR_MM_COUNTERS]}:
+			// crash counts MM_FILEPAGES and MM_ANONPAGES (not MM_SHMEMPAGES, which /proc adds). 6.1 struct mm_rss_stat {atomic_long_t count[NR_MM_COUNTERS]}:
 			// MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES.
 			var rss int64
-			for _, i := range []uint64{0, 1, 3} {
+			for _, i := range []uint64{0, 1} {
 				if l.pcpuSize != 0 {
 					rss += k.percpuCounter(l, t.Mm+uint64(l.rss)+uint64(l.pcpuSize)*i)
 				} else if n, err := k.U64(t.Mm + uint64(l.rss) + 8*i); err == nil {
 					rss += int64(n)
+				}
+			}
+			if l.taskRSS != 0 {
+				for _, i := range []uint64{0, 1} {
+					if n, err := k.U32(a + uint64(l.taskRSS) + 4*i); err == nil {
+						t.rssDelta += int64(int32(n))
+					}
 				}
 			}
 			if rss > 0 {
