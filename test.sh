@@ -11,6 +11,9 @@ go vet ./...
 serve_pkgs=()
 command -v chromium >/dev/null 2>&1 || serve_pkgs+=(chromium)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || serve_pkgs+=(postgresql)
+# dist/kcrash-serve.service is checked with systemd-analyze verify; the disk-full
+# tests mount small tmpfs file systems (root, as CI runs).
+command -v systemd-analyze >/dev/null 2>&1 || serve_pkgs+=(systemd)
 if ((${#serve_pkgs[@]})); then
 	echo "test.sh: installing ${serve_pkgs[*]} for the kcrash serve tests ($(date -u +%T))" >&2
 	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
