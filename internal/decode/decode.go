@@ -193,6 +193,9 @@ func (d *Decoder) binaryFor(module string, buildID ...string) (*symbolize.Binary
 		if d.opts.FindModule != nil {
 			return d.found(module, id)
 		}
+		if err == nil {
+			err = fmt.Errorf("no debug file for module %q: no --modules directory given", module)
+		}
 		return nil, err
 	}
 	if d.vmlinux == nil {

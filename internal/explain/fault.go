@@ -23,6 +23,10 @@ func explainFault(e *Explanation, r *oops.Report, code []disasm.Inst, trapIdx in
 	if trapIdx >= 0 {
 		trap = &code[trapIdx]
 	}
+	if r.Arch == "arm64" {
+		explainFaultA64(e, r, trap)
+		return
+	}
 	var cr2 *uint64
 	if v, ok := r.Registers["CR2"]; ok && r.Kind != oops.KindGPF {
 		cr2 = &v
