@@ -30,6 +30,7 @@ func runVmcore(env *cmdEnv, args []string) error {
 	fs := newFlagSet(env, c)
 	asJSON := fs.Bool("json", false, "print JSON (sys, log, ps, bt, explain)")
 	modules := fs.String("modules", "", "directory searched for module debug files (explain)")
+	force := fs.Bool("force", false, "read a dump whose kernel is not the vmlinux's (build ID or release mismatch)")
 	sf := addSymbolFlags(fs, "`directory` of debug files searched by the dump's build ID and release when no VMLINUX is given", true)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -51,7 +52,7 @@ func runVmcore(env *cmdEnv, args []string) error {
 	if d, err := os.UserCacheDir(); err == nil {
 		cacheDir = filepath.Join(d, "kcrash", "vmlinux")
 	}
-	k, err := kernel.OpenCached(vmlinux, vmcore, cacheDir)
+	k, err := kernel.OpenWith(vmlinux, vmcore, kernel.Options{CacheDir: cacheDir, Force: *force})
 	if tty {
 		fmt.Fprintf(env.stderr, "\033[K")
 	}
@@ -61,6 +62,9 @@ func runVmcore(env *cmdEnv, args []string) error {
 	defer k.Close()
 	s := &crashcmd.Session{K: k, VmlinuxPath: vmlinux, DumpPath: vmcore, ModulesDir: *modules, JSON: *asJSON}
 	defer s.Close()
+	if err := k.CheckIdentity(); err != nil {
+		fmt.Fprintf(env.stderr, "kcrash: warning: reading anyway (--force): %v\n", err)
+	}
 	if k.Dump.Incomplete() {
 		fmt.Fprintf(env.stderr, "kcrash: warning: %s is an incomplete dump\n", vmcore)
 	}

@@ -57,17 +57,42 @@ func Open(vmlinuxPath, dumpPath string) (*Kernel, error) {
 // OpenCached is Open with a cache directory for the vmlinux's type index
 // (see Vmlinux.CacheDir); "" disables it.
 func OpenCached(vmlinuxPath, dumpPath, cacheDir string) (*Kernel, error) {
+	return OpenWith(vmlinuxPath, dumpPath, Options{CacheDir: cacheDir})
+}
+
+// Options are OpenWith's choices.
+type Options struct {
+	// CacheDir keeps the vmlinux's type index (see Vmlinux.CacheDir); "" disables it.
+	CacheDir string
+	// Force opens a dump whose kernel is not the vmlinux's (build ID or
+	// release mismatch), which is otherwise refused.
+	Force bool
+}
+
+// MismatchError is returned when the dump's kernel is not the vmlinux's.
+type MismatchError struct {
+	What          string // "build ID" or "release"
+	Dump, Vmlinux string
+	VmlinuxPath   string
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("the dump's kernel has %s %s but %s has %s (use --force to read it anyway)", e.What, e.Dump, e.VmlinuxPath, e.Vmlinux)
+}
+
+// OpenWith opens a vmlinux and a dump with options.
+func OpenWith(vmlinuxPath, dumpPath string, o Options) (*Kernel, error) {
 	v, err := OpenVmlinux(vmlinuxPath)
 	if err != nil {
 		return nil, err
 	}
-	v.CacheDir = cacheDir
+	v.CacheDir = o.CacheDir
 	d, err := dump.Open(dumpPath)
 	if err != nil {
 		v.Close()
 		return nil, err
 	}
-	k, err := New(v, d)
+	k, err := newKernel(v, d, o.Force)
 	if err != nil {
 		v.Close()
 		d.Close()
@@ -99,7 +124,9 @@ func ParseVMCOREINFO(b []byte) map[string]string {
 // New finds the kernel of vmlinux v in dump d: the architecture from the
 // vmlinux, then the KASLR offset and page tables (Arch.Locate), and checks
 // that the dump is of this vmlinux's kernel.
-func New(v *Vmlinux, d *dump.Dump) (*Kernel, error) {
+func New(v *Vmlinux, d *dump.Dump) (*Kernel, error) { return newKernel(v, d, false) }
+
+func newKernel(v *Vmlinux, d *dump.Dump, force bool) (*Kernel, error) {
 	a, err := archFor(v.f.Machine)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", v.Path, err)
@@ -108,12 +135,29 @@ func New(v *Vmlinux, d *dump.Dump) (*Kernel, error) {
 	if err := a.Locate(k); err != nil {
 		return nil, err
 	}
-	if id := k.Info["BUILD-ID"]; id != "" {
-		if vid := v.BuildID(); vid != "" && !strings.HasPrefix(vid, id) {
-			return nil, fmt.Errorf("the dump's kernel has build ID %s but %s has %s", id, v.Path, vid)
-		}
+	if err := k.CheckIdentity(); err != nil && !force {
+		return nil, err
 	}
 	return k, nil
+}
+
+// CheckIdentity compares the dump's kernel with the vmlinux: VMCOREINFO's
+// BUILD-ID with the vmlinux's GNU build ID, and VMCOREINFO's OSRELEASE with
+// the release in the vmlinux's linux_banner. It returns a *MismatchError
+// naming both identities, or nil (also when either side lacks one).
+func (k *Kernel) CheckIdentity() error {
+	v := k.Vmlinux
+	if id := k.Info["BUILD-ID"]; id != "" {
+		if vid := v.BuildID(); vid != "" && !strings.HasPrefix(vid, id) {
+			return &MismatchError{What: "build ID", Dump: id, Vmlinux: vid, VmlinuxPath: v.Path}
+		}
+	}
+	if rel := k.Info["OSRELEASE"]; rel != "" {
+		if vrel := v.Release(); vrel != "" && vrel != rel {
+			return &MismatchError{What: "release", Dump: rel, Vmlinux: vrel, VmlinuxPath: v.Path}
+		}
+	}
+	return nil
 }
 
 func (k *Kernel) clearCaches() {

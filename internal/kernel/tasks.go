@@ -101,22 +101,17 @@ func (k *Kernel) taskLayout() (*taskLayout, error) {
 }
 
 // listEach walks a struct list_head starting at head, calling f with each
-// node address (not the head's), up to maxTasks nodes.
+// node address (not the head's), up to maxTasks nodes, stopping at a cycle
+// (ListWalk). The nodes before a broken link are still visited.
 func (k *Kernel) listEach(head uint64, f func(node uint64) error) error {
-	p, err := k.U64(head)
-	if err != nil {
-		return err
+	nodes, werr := k.ListWalk(head, 0, maxTasks+1)
+	for _, n := range nodes[1:] {
+		if err := f(n); err != nil {
+			return err
+		}
 	}
-	for n := 0; p != head; n++ {
-		if n >= maxTasks {
-			return fmt.Errorf("list at %#x: more than %d entries", head, maxTasks)
-		}
-		if err := f(p); err != nil {
-			return err
-		}
-		if p, err = k.U64(p); err != nil {
-			return err
-		}
+	if werr != nil {
+		return fmt.Errorf("list at %#x: %w", head, werr)
 	}
 	return nil
 }
