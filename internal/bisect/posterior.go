@@ -1,0 +1,193 @@
+// Package bisect finds the first bad candidate of an ordered list (packaged
+// kernel versions, git commits) when the bad ones crash only now and then: a
+// Bayesian posterior over "the first bad candidate" (plus "no culprit in the
+// range"), updated from each test with the time-to-crash model of internal/repro
+// (a bad candidate survives t seconds of load with probability e^(−λt); a good one
+// never shows the target crash), with the crash rate λ unknown and integrated out
+// under a Gamma prior. The next test (which candidate, how long) maximises the
+// expected information per second; the search stops when the top candidate's
+// posterior reaches the confidence asked for, after a verification.
+//
+// The search is driven through a Predicate so tests and the simulation use fakes
+// and kcrash bisect wires the real hooks. Nothing here logs or exits.
+package bisect
+
+import (
+	"math"
+)
+
+// Posterior is the joint posterior over the first bad candidate h ∈ [0, N) or
+// h = N ("no culprit": every candidate is good), and the crash rate λ of the bad
+// ones, Gamma(A, B) a priori (shape A, rate B per second).
+//
+// Because a good candidate never shows the target crash and every bad one crashes
+// at the same rate, the likelihood of all the observations given h and λ is
+// λ^C·e^(−λ·T(h)) when h is at or before every crashed candidate (0 otherwise),
+// where C is the number of target crashes and T(h) the seconds watched on the
+// candidates at or after h (a crash's time counts up to the crash). Integrating
+// λ out, P(h | data) ∝ π(h)·(B+T(h))^−(A+C): an O(N) update, exact.
+type Posterior struct {
+	N     int
+	A, B  float64   // Gamma prior of λ
+	Prior []float64 // π(h), h = 0..N, normalized
+	// Watched[i] is the seconds watched on candidate i; Crashes the target
+	// crashes seen; MinCrash the first candidate that crashed (N when none).
+	Watched  []float64
+	Crashes  int
+	MinCrash int
+}
+
+// NewPosterior returns the prior: prior weight 1 for every candidate, except the
+// ones listed in doubt (a weight of their own: the good end "presumed good" has a
+// small one) and the weight of "no culprit" none.
+func NewPosterior(n int, a, b float64, doubt map[int]float64, none float64) *Posterior {
+	p := &Posterior{N: n, A: a, B: b, Prior: make([]float64, n+1), Watched: make([]float64, n), MinCrash: n}
+	sum := 0.0
+	for h := 0; h < n; h++ {
+		w := 1.0
+		if d, ok := doubt[h]; ok {
+			w = d
+		}
+		p.Prior[h] = w
+		sum += w
+	}
+	p.Prior[n] = none
+	sum += none
+	for h := range p.Prior {
+		p.Prior[h] /= sum
+	}
+	return p
+}
+
+// Observe adds seconds watched on candidate i, ending in the target crash or not.
+func (p *Posterior) Observe(i int, seconds float64, crashed bool) {
+	if i < 0 || i >= p.N || !(seconds >= 0) || math.IsInf(seconds, 0) {
+		return
+	}
+	p.Watched[i] += seconds
+	if crashed {
+		p.Crashes++
+		p.MinCrash = min(p.MinCrash, i)
+	}
+}
+
+// Probs returns P(h | data) for h = 0..N, into out when it is long enough.
+func (p *Posterior) Probs(out []float64) []float64 {
+	if cap(out) < p.N+1 {
+		out = make([]float64, p.N+1)
+	}
+	out = out[:p.N+1]
+	shape := p.A + float64(p.Crashes)
+	best := math.Inf(-1)
+	// T(h) is the suffix sum of Watched; walk h downwards.
+	t := 0.0
+	out[p.N] = math.Inf(-1)
+	if p.Crashes == 0 && p.Prior[p.N] > 0 {
+		// No culprit: every observation is a survival, likelihood 1; in the
+		// integrated form that is (B+0)^−A relative to the others.
+		out[p.N] = math.Log(p.Prior[p.N]) - p.A*math.Log(p.B)
+	}
+	best = out[p.N]
+	for h := p.N - 1; h >= 0; h-- {
+		t += p.Watched[h]
+		if h > p.MinCrash || p.Prior[h] == 0 {
+			out[h] = math.Inf(-1)
+			continue
+		}
+		out[h] = math.Log(p.Prior[h]) - shape*math.Log(p.B+t)
+		best = math.Max(best, out[h])
+	}
+	sum := 0.0
+	for h, v := range out {
+		if math.IsInf(v, -1) {
+			out[h] = 0
+			continue
+		}
+		out[h] = math.Exp(v - best)
+		sum += out[h]
+	}
+	for h := range out {
+		out[h] /= sum
+	}
+	return out
+}
+
+// RateAt returns the Gamma posterior of λ (shape, rate per second) given that h
+// is the first bad candidate.
+func (p *Posterior) RateAt(h int) (shape, rate float64) {
+	t := 0.0
+	for i := max(h, 0); i < p.N; i++ {
+		t += p.Watched[i]
+	}
+	return p.A + float64(p.Crashes), p.B + t
+}
+
+// Info returns, for a test of length t of each candidate i, the information it
+// gives on h (bits) and the probability it ends in the target crash, with λ
+// integrated out under each h's own posterior: a bad candidate crashes within t
+// with probability c_h = 1 − ((B+T(h))/(B+T(h)+t))^(A+C), so the outcome is
+// crash with probability G(i) = Σ_{h≤i} P(h)·c_h and the information is
+// H2(G(i)) − Σ_{h≤i} P(h)·H2(c_h). O(N) for all the candidates.
+func (p *Posterior) Info(probs []float64, t float64, info, crash []float64) {
+	shape := p.A + float64(p.Crashes)
+	suffix := 0.0
+	for h := p.N - 1; h >= 0; h-- {
+		suffix += p.Watched[h]
+		b := p.B + suffix
+		crash[h] = -math.Expm1(shape * math.Log(b/(b+t))) // c_h, kept for the prefix pass
+	}
+	g, hc := 0.0, 0.0
+	for i := 0; i < p.N; i++ {
+		c := crash[i]
+		g += probs[i] * c
+		hc += probs[i] * h2(c)
+		crash[i], info[i] = g, math.Max(0, h2(g)-hc)
+	}
+}
+
+// Top returns the most probable h and its probability.
+func Top(probs []float64) (int, float64) {
+	best, pb := 0, -1.0
+	for h, v := range probs {
+		if v > pb {
+			best, pb = h, v
+		}
+	}
+	return best, pb
+}
+
+// h2 is the binary entropy in bits.
+func h2(x float64) float64 {
+	if x <= 0 || x >= 1 {
+		return 0
+	}
+	return -(x*math.Log2(x) + (1-x)*math.Log2(1-x))
+}
+
+// ZInfo is the information (bits) a test gives on h when the candidate is bad with
+// probability f and a bad candidate crashes during it with probability c: the
+// mutual information of a Z-channel.
+func ZInfo(f, c float64) float64 { return h2(f*c) - f*h2(c) }
+
+// Capacity is the capacity (bits per run) of the Z-channel of a run that a bad
+// candidate survives with probability 1−p: log2(1 + (1−q)·q^(q/(1−q))), q = 1−p.
+func Capacity(p float64) float64 {
+	if p >= 1 {
+		return 1
+	}
+	if p <= 0 {
+		return 0
+	}
+	q := 1 - p
+	return math.Log2(1 + (1-q)*math.Pow(q, q/(1-q)))
+}
+
+// MinRuns is the information-theoretic minimum expected number of runs to find
+// the first bad of n candidates when a bad one crashes in a run with probability
+// p: log2(n) bits at Capacity(p) bits per run.
+func MinRuns(n int, p float64) float64 {
+	if n < 2 {
+		return 0
+	}
+	return math.Log2(float64(n)) / Capacity(p)
+}
