@@ -14,6 +14,8 @@ package bisect
 
 import (
 	"math"
+
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // Posterior is the joint posterior over the first bad candidate h ∈ [0, N) or
@@ -35,6 +37,7 @@ type Posterior struct {
 	Watched  []float64
 	Crashes  int
 	MinCrash int
+	tab      entTable
 }
 
 // NewPosterior returns the prior: prior weight 1 for every candidate, except the
@@ -123,26 +126,77 @@ func (p *Posterior) RateAt(h int) (shape, rate float64) {
 }
 
 // Info returns, for a test of length t of each candidate i, the information it
-// gives on h (bits) and the probability it ends in the target crash, with λ
-// integrated out under each h's own posterior: a bad candidate crashes within t
-// with probability c_h = 1 − ((B+T(h))/(B+T(h)+t))^(A+C), so the outcome is
-// crash with probability G(i) = Σ_{h≤i} P(h)·c_h and the information is
-// H2(G(i)) − Σ_{h≤i} P(h)·H2(c_h). O(N) for all the candidates.
+// gives on (h, λ) in bits, and in crash[i] the probability it ends in the target
+// crash. Given h, λ has the posterior Gamma(A+C, B+T(h)); a bad candidate crashes
+// within t with probability c_h = 1 − ((B+T(h))/(B+T(h)+t))^(A+C); the outcome is
+// a crash with probability G(i) = Σ_{h≤i} P(h)·c_h, and the information is
+// H2(G(i)) − Σ_{h≤i} P(h)·E[H2(1−e^(−λt)) | h]. Counting what a test tells of λ
+// too makes the search crash bad candidates early, when the rate is unknown and
+// survivals say little. O(N) for all the candidates.
 func (p *Posterior) Info(probs []float64, t float64, info, crash []float64) {
 	shape := p.A + float64(p.Crashes)
+	p.tab.build(shape)
 	suffix := 0.0
 	for h := p.N - 1; h >= 0; h-- {
 		suffix += p.Watched[h]
 		b := p.B + suffix
 		crash[h] = -math.Expm1(shape * math.Log(b/(b+t))) // c_h, kept for the prefix pass
+		info[h] = p.tab.at(t / b)                         // E[H2(1−e^(−λt)) | h]
 	}
 	g, hc := 0.0, 0.0
 	for i := 0; i < p.N; i++ {
-		c := crash[i]
-		g += probs[i] * c
-		hc += probs[i] * h2(c)
+		g += probs[i] * crash[i]
+		hc += probs[i] * info[i]
 		crash[i], info[i] = g, math.Max(0, h2(g)-hc)
 	}
+}
+
+// entTable tabulates e(u) = E[H2(1−e^(−x·u))] for x ~ Gamma(shape, 1), over u
+// log-spaced, so E[H2(1−e^(−λt))] for λ ~ Gamma(shape, b) is e(t/b).
+type entTable struct {
+	shape float64
+	v     []float64
+}
+
+const (
+	entLo, entHi = -12.0, 8.0 // log u
+	entPoints    = 161
+	entNodes     = 24
+)
+
+func (e *entTable) build(shape float64) {
+	if e.v != nil && e.shape == shape {
+		return
+	}
+	e.shape, e.v = shape, make([]float64, entPoints)
+	g := distuv.Gamma{Alpha: shape, Beta: 1}
+	xs := make([]float64, entNodes)
+	for j := range xs {
+		xs[j] = g.Quantile((float64(j) + 0.5) / entNodes)
+	}
+	for k := range e.v {
+		u := math.Exp(entLo + (entHi-entLo)*float64(k)/(entPoints-1))
+		sum := 0.0
+		for _, x := range xs {
+			sum += h2(-math.Expm1(-x * u))
+		}
+		e.v[k] = sum / entNodes
+	}
+}
+
+func (e *entTable) at(u float64) float64 {
+	if !(u > 0) {
+		return 0
+	}
+	f := (math.Log(u) - entLo) / (entHi - entLo) * (entPoints - 1)
+	switch {
+	case f <= 0:
+		return e.v[0]
+	case f >= entPoints-1:
+		return e.v[entPoints-1]
+	}
+	k := int(f)
+	return e.v[k] + (f-float64(k))*(e.v[k+1]-e.v[k])
 }
 
 // Top returns the most probable h and its probability.
