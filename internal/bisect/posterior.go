@@ -133,7 +133,10 @@ func (p *Posterior) RateAt(h int) (shape, rate float64) {
 // H2(G(i)) − Σ_{h≤i} P(h)·E[H2(1−e^(−λt)) | h]. Counting what a test tells of λ
 // too makes the search crash bad candidates early, when the rate is unknown and
 // survivals say little. O(N) for all the candidates.
-func (p *Posterior) Info(probs []float64, t float64, info, crash []float64) {
+// infoH, when not nil, receives the information on h alone,
+// H2(G(i)) − Σ_{h≤i} P(h)·H2(c_h): what tells whether any test is still worth
+// running for the culprit.
+func (p *Posterior) Info(probs []float64, t float64, info, crash, infoH []float64) {
 	shape := p.A + float64(p.Crashes)
 	p.tab.build(shape)
 	suffix := 0.0
@@ -143,10 +146,14 @@ func (p *Posterior) Info(probs []float64, t float64, info, crash []float64) {
 		crash[h] = -math.Expm1(shape * math.Log(b/(b+t))) // c_h, kept for the prefix pass
 		info[h] = p.tab.at(t / b)                         // E[H2(1−e^(−λt)) | h]
 	}
-	g, hc := 0.0, 0.0
+	g, hc, hh := 0.0, 0.0, 0.0
 	for i := 0; i < p.N; i++ {
 		g += probs[i] * crash[i]
 		hc += probs[i] * info[i]
+		if infoH != nil {
+			hh += probs[i] * h2(crash[i])
+			infoH[i] = math.Max(0, h2(g)-hh)
+		}
 		crash[i], info[i] = g, math.Max(0, h2(g)-hc)
 	}
 }
@@ -161,7 +168,7 @@ type entTable struct {
 const (
 	entLo, entHi = -12.0, 8.0 // log u
 	entPoints    = 161
-	entNodes     = 24
+	entNodes     = 64
 )
 
 func (e *entTable) build(shape float64) {

@@ -85,6 +85,7 @@ type Search struct {
 	untestable []bool
 	info       []float64 // scratch of choose
 	crash      []float64
+	infoH      []float64
 }
 
 // NewSearch returns the search of a state (a new one or one read back).
@@ -178,14 +179,14 @@ func (s *Search) Next() (Test, *Verdict) {
 	c := &s.st.Config
 	n := len(c.Candidates)
 	testable := 0
-	for _, u := range s.untestable {
-		if !u {
+	for i, u := range s.untestable {
+		if !u && (i > 0 || !c.FirstIsGood) {
 			testable++
 		}
 	}
 	k, pk := Top(s.probs)
 	if testable == 0 {
-		return Test{}, &Verdict{Status: VerdictNoneBoots, Culprit: -1, Note: "no candidate of the range could be installed and booted"}
+		return Test{}, &Verdict{Status: VerdictNoneBoots, Culprit: -1, Note: "no candidate after the good end could be installed and booted: check the install and boot hooks"}
 	}
 	if pk >= c.Confidence {
 		switch {
@@ -204,11 +205,51 @@ func (s *Search) Next() (Test, *Verdict) {
 	if len(s.st.Steps) >= c.MaxSteps {
 		return Test{}, s.unsure(VerdictIncomplete, fmt.Sprintf("stopped after %d steps (the budget) below the confidence asked", c.MaxSteps))
 	}
+	if s.post.Crashes == 0 && s.post.Watched[n-1] >= s.noCrashLimit() {
+		return Test{}, &Verdict{Status: VerdictNoCulprit, Culprit: -1, Confidence: s.probs[n],
+			Note: fmt.Sprintf("no crash in %.0fs of load on the bad end %s: it does not reproduce; check the load and the signature, or give a rate with --rate-from", s.post.Watched[n-1], c.Candidates[n-1])}
+	}
+	if lo, hi, m := s.block(); hi > lo && m >= c.Confidence {
+		v := s.unsure(VerdictAmbiguous, fmt.Sprintf("the first bad is one of %s..%s (%.1f%%): %s..%s cannot be tested, so nothing can tell them apart",
+			c.Candidates[lo], c.Candidates[min(hi, n-1)], 100*m, c.Candidates[lo], c.Candidates[hi-1]))
+		v.Confidence = m
+		return Test{}, v
+	}
 	t, info := s.choose()
 	if info < minInfo {
-		return Test{}, s.unsure(VerdictAmbiguous, "no testable candidate can tell more: untestable candidates hide the culprit")
+		return Test{}, s.unsure(VerdictIncomplete, "no test within the longest test length tells more: raise the longest test")
 	}
 	return t, nil
+}
+
+// block returns the most probable block of first-bad hypotheses no test can
+// tell apart (h and h+1 differ only by whether candidate h is bad, so an
+// untestable h joins them) and its probability.
+func (s *Search) block() (lo, hi int, mass float64) {
+	start, m := 0, 0.0
+	for h, p := range s.probs {
+		m += p
+		if h < len(s.untestable) && s.untestable[h] {
+			continue
+		}
+		if m > mass {
+			lo, hi, mass = start, h, m
+		}
+		start, m = h+1, 0
+	}
+	return lo, hi, mass
+}
+
+// noCrashLimit is how long the bad end is loaded without any crash before the
+// search says it does not reproduce: 100 runs (a bad end that crashes in one run
+// of ten survives them with probability 3·10⁻⁵), or 20 tests of the longest
+// length.
+func (s *Search) noCrashLimit() float64 {
+	c := &s.st.Config
+	if c.RunLength > 0 {
+		return 100 * c.RunLength
+	}
+	return 20 * c.MaxTest
 }
 
 // unsure is a verdict below the confidence: the top candidate and the range of
@@ -239,12 +280,24 @@ func (s *Search) verify(k int) (Test, bool) {
 	if !s.crashed[k] && !s.untestable[k] {
 		return Test{Candidate: k, Seconds: s.length(math.Max(1, 3*b/a)), Phase: PhaseVerify}, true
 	}
-	if k == 0 || s.st.Verify.Soaked || s.untestable[k-1] {
+	goodEnd := k == 1 && c.FirstIsGood
+	if k == 0 || s.untestable[k-1] || s.st.Verify.Soaked && !goodEnd {
 		return Test{}, false
 	}
+	// The soak halves the doubt left on an interior predecessor (one the search
+	// weighed like any other); the good end, presumed good rather than observed,
+	// is soaked until a bad one would have crashed with the confidence asked.
 	half := s.length(b * (math.Pow(2, 1/a) - 1))
+	if goodEnd {
+		half = b * (math.Pow(1/(1-c.Confidence), 1/a) - 1)
+	}
 	if s.post.Watched[k-1] >= half {
 		return Test{}, false
+	}
+	if c.RunLength <= 0 {
+		half = s.length(half - s.post.Watched[k-1])
+	} else {
+		half = c.RunLength
 	}
 	return Test{Candidate: k - 1, Seconds: half, Phase: PhaseVerify}, true
 }
@@ -259,7 +312,7 @@ func (s *Search) length(t float64) float64 {
 }
 
 // choose picks the test with the most expected information per second, and says
-// how much information it expects (bits).
+// how much information on the culprit the most telling test gives (bits).
 func (s *Search) choose() (Test, float64) {
 	c := &s.st.Config
 	a, b := s.Rate()
@@ -276,10 +329,11 @@ func (s *Search) choose() (Test, float64) {
 	rate := a / b
 	n := len(c.Candidates)
 	if len(s.info) < n {
-		s.info, s.crash = make([]float64, n), make([]float64, n)
+		s.info, s.crash, s.infoH = make([]float64, n), make([]float64, n), make([]float64, n)
 	}
+	bestH := 0.0
 	for _, t := range lengths {
-		s.post.Info(s.probs, t, s.info, s.crash)
+		s.post.Info(s.probs, t, s.info, s.crash, s.infoH)
 		spentBad := t
 		if rate > 0 {
 			spentBad = -math.Expm1(-rate*t) / rate
@@ -289,6 +343,7 @@ func (s *Search) choose() (Test, float64) {
 				continue
 			}
 			info, f := s.info[i], s.cum[i]
+			bestH = math.Max(bestH, s.infoH[i])
 			cost := 1.0
 			if c.RunLength <= 0 {
 				cost = c.Overhead + f*spentBad + (1-f)*t
@@ -298,7 +353,8 @@ func (s *Search) choose() (Test, float64) {
 			}
 		}
 	}
-	return best, bestInfo
+	_ = bestInfo
+	return best, bestH
 }
 
 // Hooks are the callbacks of Run.

@@ -7,11 +7,12 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 )
 
-// Strategies the simulation compares.
-var Strategies = []string{"kcrash", "fixed10", "syzkaller", "single"}
+// Strategies the simulation compares; kcrash@C is kcrash at --confidence C.
+var Strategies = []string{"kcrash", "kcrash@0.99", "kcrash@0.999", "fixed10", "syzkaller", "single"}
 
 // SimOptions configure a simulation: Trials bisections of Candidates candidates,
 // the first bad one uniform among them (the implicit good end before the first),
@@ -32,7 +33,6 @@ type SimOptions struct {
 	Seed              uint64
 	Confidence        float64
 	Parallel          int
-	KnownRate         bool
 }
 
 // SimRow is one strategy at one crash probability: `kcrash bisect simulate
@@ -199,10 +199,18 @@ func strategy(name string, o SimOptions, names []string) (func(context.Context, 
 		}
 		return hi
 	}
+	conf := o.Confidence
+	if v, ok := strings.CutPrefix(name, "kcrash@"); ok {
+		c, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(c > 0 && c < 1) {
+			return nil, fmt.Errorf("strategy %q: want kcrash@CONFIDENCE, 0 < CONFIDENCE < 1", name)
+		}
+		name, conf = "kcrash", c
+	}
 	switch name {
 	case "kcrash":
 		return func(ctx context.Context, f *fake) (trialOutcome, error) {
-			c := Config{Candidates: names, Confidence: o.Confidence, Verify: true}
+			c := Config{Candidates: names, Confidence: conf, Verify: true}
 			if o.Auto {
 				c.MaxTest, c.Overhead = o.MaxTest, o.Overhead
 				if c.MaxTest <= 0 {
@@ -210,9 +218,6 @@ func strategy(name string, o SimOptions, names []string) (func(context.Context, 
 				}
 			} else {
 				c.RunLength = o.RunLength
-			}
-			if o.KnownRate {
-				c.PriorShape, c.PriorRate = 1e4, 1e4/o.Rate
 			}
 			st, err := NewState(c)
 			if err != nil {
