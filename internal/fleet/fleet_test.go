@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kcrash/kcrash/internal/oops"
+	"github.com/kcrash/kcrash/internal/store"
 )
 
 func TestCompareReleases(t *testing.T) {
@@ -338,4 +339,19 @@ func TestHostHours(t *testing.T) {
 	if got := e.ReleaseHours()[rel] * 3600; math.Abs(got-40) > 1e-6 {
 		t.Errorf("%.3f s after 40 s observed, want 40", got)
 	}
+}
+
+// FuzzFromStore: a stored report's text and context are whatever a host sent; reading
+// them never panics and keeps at most maxHWLines hardware lines.
+func FuzzFromStore(f *testing.F) {
+	b, _ := os.ReadFile("testdata/lab/bad-dimm-flip-2.serial")
+	f.Add(string(b[len(b)/2:]), string(b[:len(b)/2]))
+	f.Add("[ 1.0] general protection fault, probably for non-canonical address 0xfff7888012345678\nRAX: fff7888012345678\n", "mce: [Hardware Error]: x\nHostname set to <a>\n")
+	f.Fuzz(func(t *testing.T, text, ctx string) {
+		r := FromStore(&store.Report{Text: text, Context: ctx, Host: "h", Signature: "s"})
+		if len(r.HWLines) > maxHWLines {
+			t.Fatalf("%d hardware lines", len(r.HWLines))
+		}
+		New(Options{}).Add(r)
+	})
 }

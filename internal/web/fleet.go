@@ -68,6 +68,15 @@ func (s *Server) hostAPI(h hostView) hostAPI {
 	return out
 }
 
+// hostName is the name the fleet knows a host ID by (inventory, boot log), else
+// the ID.
+func (s *Server) hostName(id string) string {
+	if s.o.Fleet == nil {
+		return id
+	}
+	return s.o.Fleet.Host(id, "").Name
+}
+
 func (s *Server) hostAPIs(ctx context.Context) ([]hostAPI, error) {
 	hs, err := s.hosts(ctx)
 	if err != nil {

@@ -102,6 +102,7 @@ func New(o Options) *Server {
 		// fleet pages (fleet.go)
 		"releaseChart": releaseChart,
 		"hours":        hours,
+		"hostName":     s.hostName,
 	}).ParseFS(templateFS, "templates/*.html"))
 	m := s.mux
 	m.HandleFunc("GET /{$}", s.index)
