@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kcrash/kcrash/internal/fleet"
@@ -28,13 +29,17 @@ type fleetService struct {
 	hostsMod  time.Time
 	// stateFile keeps the host-hours between runs ("" for none).
 	stateFile string
+	// stopped is closed when the observer has saved the state for the last time.
+	stopped chan struct{}
+	saveMu  sync.Mutex // the observer and serve's shutdown both save
 }
 
 // observeEvery is how often the hosts' last contact is read for host-hours.
 const observeEvery = 5 * time.Second
 
 func startFleet(ctx context.Context, st store.Store, hostsFile, webhook, stateFile string, log *slog.Logger) (*fleetService, error) {
-	fs := &fleetService{engine: fleet.New(fleet.Options{}), log: log, hostsFile: hostsFile, stateFile: stateFile}
+	fs := &fleetService{engine: fleet.New(fleet.Options{}), log: log, hostsFile: hostsFile, stateFile: stateFile,
+		stopped: make(chan struct{})}
 	if hostsFile != "" {
 		if err := fs.loadInventory(); err != nil {
 			return nil, err
@@ -99,6 +104,8 @@ func (fs *fleetService) saveState() {
 	if fs.stateFile == "" {
 		return
 	}
+	fs.saveMu.Lock()
+	defer fs.saveMu.Unlock()
 	data, err := json.Marshal(fs.engine.Uptime())
 	if err == nil {
 		tmp := fs.stateFile + ".tmp"
@@ -150,6 +157,7 @@ func (fs *fleetService) report(r *store.Report) {
 }
 
 func (fs *fleetService) observe(ctx context.Context, st store.Store) {
+	defer close(fs.stopped)
 	t := time.NewTicker(observeEvery)
 	defer t.Stop()
 	for {

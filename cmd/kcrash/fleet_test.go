@@ -76,4 +76,7 @@ func TestFleetService(t *testing.T) {
 	if _, err := startFleet(ctx, st, "", "ftp://x", "", log); err == nil {
 		t.Errorf("a non-HTTP webhook was accepted")
 	}
+	cancel()
+	<-fs.stopped
+	<-fs2.stopped
 }
