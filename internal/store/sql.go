@@ -137,14 +137,21 @@ func (s *SQL) SaveReport(ctx context.Context, r *Report) (int64, bool, error) {
 	}
 	defer tx.Rollback()
 	var id int64
-	err = tx.QueryRowContext(ctx, s.q(`INSERT INTO reports (rkey, host, received, kind, title, signature, kernel_release, corrupted, panicked, text, context, parsed)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rkey) DO NOTHING RETURNING id`),
+	err = tx.QueryRowContext(ctx, s.q(`INSERT INTO reports (rkey, host, received, kind, title, signature, kernel_release, corrupted, panicked, text, context, parsed, sources)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rkey) DO NOTHING RETURNING id`),
 		r.Key, r.Host, ms(r.Time), r.Kind, r.Title, r.Signature, r.Release, b2i(r.Corrupted), b2i(r.Panicked),
-		r.Text, r.Context, string(r.Parsed)).Scan(&id)
+		r.Text, r.Context, string(r.Parsed), r.Source).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = tx.QueryRowContext(ctx, s.q(`SELECT id FROM reports WHERE rkey = ?`), r.Key).Scan(&id)
+		var sources string
+		err = tx.QueryRowContext(ctx, s.q(`SELECT id, sources FROM reports WHERE rkey = ?`), r.Key).Scan(&id, &sources)
 		if err != nil {
 			return 0, false, fmt.Errorf("save report: %w", err)
+		}
+		// The same report again: remember the way it came this time.
+		if merged := MergeSources(sources, r.Source); merged != sources {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE reports SET sources = ? WHERE id = ?`), merged, id); err != nil {
+				return 0, false, fmt.Errorf("save report: %w", err)
+			}
 		}
 		return id, false, tx.Commit()
 	}
@@ -382,8 +389,8 @@ func (s *SQL) Report(ctx context.Context, id int64) (*Report, error) {
 	var t int64
 	var c, p int
 	var parsed string
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, rkey, host, received, kind, title, signature, kernel_release, corrupted, panicked, text, context, parsed FROM reports WHERE id = ?`), id).
-		Scan(&r.ID, &r.Key, &r.Host, &t, &r.Kind, &r.Title, &r.Signature, &r.Release, &c, &p, &r.Text, &r.Context, &parsed)
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, rkey, host, received, kind, title, signature, kernel_release, corrupted, panicked, text, context, parsed, sources FROM reports WHERE id = ?`), id).
+		Scan(&r.ID, &r.Key, &r.Host, &t, &r.Kind, &r.Title, &r.Signature, &r.Release, &c, &p, &r.Text, &r.Context, &parsed, &r.Sources)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -391,6 +398,10 @@ func (s *SQL) Report(ctx context.Context, id int64) (*Report, error) {
 		return nil, fmt.Errorf("report %d: %w", id, err)
 	}
 	r.Time, r.Corrupted, r.Panicked, r.Parsed = fromMS(t), c != 0, p != 0, []byte(parsed)
+	r.Source, _, _ = strings.Cut(r.Sources, ",")
+	if r.Source == "live" {
+		r.Source = ""
+	}
 	return &r, nil
 }
 
@@ -427,9 +438,29 @@ func clean(s string) string {
 
 func cleanReport(r *Report) *Report {
 	c := *r
-	for _, p := range []*string{&c.Host, &c.Kind, &c.Title, &c.Signature, &c.Release, &c.Text, &c.Context, &c.Key} {
+	for _, p := range []*string{&c.Host, &c.Kind, &c.Title, &c.Signature, &c.Release, &c.Text, &c.Context, &c.Key, &c.Source} {
 		*p = clean(*p)
 	}
 	c.Parsed = []byte(clean(string(c.Parsed)))
 	return &c
+}
+
+// MergeSources adds source (a report's Source, "" meaning live) to a stored report's
+// comma-separated sources (where "" means it was only heard live).
+func MergeSources(sources, source string) string {
+	if source == "" && sources == "" {
+		return ""
+	}
+	if source == "" {
+		source = "live"
+	}
+	if sources == "" {
+		sources = "live"
+	}
+	for _, s := range strings.Split(sources, ",") {
+		if s == source {
+			return sources
+		}
+	}
+	return sources + "," + source
 }

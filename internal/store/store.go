@@ -59,6 +59,11 @@ type Report struct {
 	Context string `json:"context,omitempty"`
 	// Parsed is the oops.Report as JSON.
 	Parsed []byte `json:"-"`
+	// Source says how the report arrived: "" live (netconsole, an ingested log), or
+	// what carried it after the reboot ("pstore", "kdump"). Sources lists every way
+	// the same report arrived ("live,pstore" when heard live and read from pstore).
+	Source  string `json:"source,omitempty"`
+	Sources string `json:"sources,omitempty"`
 }
 
 // Group is the reports of one signature.

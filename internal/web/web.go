@@ -120,6 +120,7 @@ func New(o Options) *Server {
 	m.HandleFunc("GET /api/reports/{id}", s.apiReport)
 	m.HandleFunc("GET /api/hosts/{id}/tail", s.tail)
 	m.HandleFunc("POST /api/ingest", s.ingest)
+	m.HandleFunc("POST /api/agent/reports", s.agentReports)
 	m.HandleFunc("GET /metrics", s.metrics)
 	m.HandleFunc("GET /assets/tail.js", func(w http.ResponseWriter, r *http.Request) {
 		js, _ := templateFS.ReadFile("templates/tail.js")

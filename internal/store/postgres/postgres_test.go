@@ -22,4 +22,5 @@ func TestStore(t *testing.T) {
 	}
 	s2.Close()
 	storetest.Run(t, s)
+	storetest.RunSources(t, s)
 }

@@ -27,3 +27,12 @@ func TestStore(t *testing.T) {
 		t.Fatalf("after reopening: %d groups, %v", len(g), err)
 	}
 }
+
+func TestSources(t *testing.T) {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "kcrash.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storetest.RunSources(t, s)
+}

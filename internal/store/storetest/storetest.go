@@ -115,6 +115,52 @@ func Run(t *testing.T, s store.Store) {
 	}
 }
 
+// RunSources checks on a fresh store s: a report that arrived after the reboot keeps
+// its source, and the same report arriving another way (live, then from pstore) is
+// stored once with both.
+func RunSources(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	t0 := time.UnixMilli(1_800_000_000_000).UTC()
+	mk := func(key, host, sig string, at time.Duration, panicked bool) *store.Report {
+		return &store.Report{Key: key, Host: host, Time: t0.Add(at), Kind: "null-ptr-deref", Title: "BUG: x in " + sig,
+			Signature: sig, Panicked: panicked, Text: "BUG: x\n", Parsed: []byte(`{}`)}
+	}
+	for _, tc := range []struct {
+		key     string
+		arrive  []string
+		sources string
+	}{
+		{"s1", []string{"pstore"}, "pstore"},
+		{"s2", []string{"", "pstore", "pstore"}, "live,pstore"},
+		{"s3", []string{"kdump", "", "pstore"}, "kdump,live,pstore"},
+		{"s4", []string{"", ""}, ""},
+	} {
+		var first int64
+		for i, src := range tc.arrive {
+			r := mk(tc.key, "host-s", "sigS", time.Duration(i)*time.Second, true)
+			r.Source = src
+			id, created, err := s.SaveReport(ctx, r)
+			if err != nil || created != (i == 0) || (i > 0 && id != first) {
+				t.Fatalf("%s arrival %d (%q): id %d created %v err %v", tc.key, i, src, id, created, err)
+			}
+			if i == 0 {
+				first = id
+			}
+		}
+		r, err := s.Report(ctx, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Sources != tc.sources || r.Source != strings.TrimPrefix(strings.Split(tc.sources, ",")[0], "live") {
+			t.Errorf("%s: sources %q source %q, want %q", tc.key, r.Sources, r.Source, tc.sources)
+		}
+	}
+	g, err := s.Group(ctx, "sigS")
+	if err != nil || g.Count != 4 {
+		t.Errorf("group of the sourced reports: %+v %v (want 4 reports)", g, err)
+	}
+}
+
 // Postgres is a PostgreSQL server in a temporary directory, on loopback.
 type Postgres struct {
 	DSN    string
