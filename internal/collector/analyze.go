@@ -90,7 +90,9 @@ func reportKey(host string, raw []byte) string {
 		}
 		n += j + 1
 	}
-	h.Write(raw[:n])
+	// Line endings do not make a report another one: a serial capture's CRLF and
+	// netconsole's or pstore's LF give the same key.
+	h.Write(bytes.ReplaceAll(raw[:n], []byte("\r\n"), []byte("\n")))
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
