@@ -62,7 +62,7 @@ type agentAPIReport struct {
 	} `json:"report"`
 }
 
-func getJSON(t *testing.T, u string, v any) {
+func agentGetJSON(t *testing.T, u string, v any) {
 	t.Helper()
 	resp, err := http.Get(u)
 	if err != nil {
@@ -81,7 +81,7 @@ func reportIDs(t *testing.T, base string) []int64 {
 			ID int64 `json:"id"`
 		} `json:"reports"`
 	}
-	getJSON(t, base+"/api/reports", &list)
+	agentGetJSON(t, base+"/api/reports", &list)
 	var ids []int64
 	for _, r := range list.Reports {
 		ids = append(ids, r.ID)
@@ -123,7 +123,7 @@ func TestAgentPstore(t *testing.T) {
 		t.Fatalf("reports after the agent: %v, want only %d", ids, live[0])
 	}
 	var rep agentAPIReport
-	getJSON(t, base+"/api/reports/"+itoa(live[0]), &rep)
+	agentGetJSON(t, base+"/api/reports/"+itoa(live[0]), &rep)
 	if rep.Report.Sources != "live,pstore" {
 		t.Errorf("sources %q, want live,pstore", rep.Report.Sources)
 	}
