@@ -14,13 +14,14 @@ import (
 
 	"github.com/kcrash/kcrash/internal/crashcmd"
 	"github.com/kcrash/kcrash/internal/kernel"
+	"github.com/kcrash/kcrash/internal/script"
 )
 
 func init() {
 	register(&command{
 		name:     "vmcore",
 		synopsis: "open a kernel dump and answer crash's commands (sys, log, ps, bt, dis, rd, struct, sym, mod, explain)",
-		usage:    "kcrash vmcore [--json] [--modules DIR] [--symbols DIR] [--debuginfod URLS] [VMLINUX] VMCORE [COMMAND[; COMMAND]...]",
+		usage:    "kcrash vmcore [--json] [--force] [--script FILE.star] [--modules DIR] [--symbols DIR] [--debuginfod URLS] [VMLINUX] VMCORE [COMMAND[; COMMAND]...]",
 		run:      runVmcore,
 	})
 }
@@ -30,6 +31,7 @@ func runVmcore(env *cmdEnv, args []string) error {
 	fs := newFlagSet(env, c)
 	asJSON := fs.Bool("json", false, "print JSON (sys, log, ps, bt, explain)")
 	modules := fs.String("modules", "", "directory searched for module debug files (explain)")
+	scriptFile := fs.String("script", "", "run a Starlark program with `prog` bound to the dump (see scripts/)")
 	force := fs.Bool("force", false, "read a dump whose kernel is not the vmlinux's (build ID or release mismatch)")
 	sf := addSymbolFlags(fs, "`directory` of debug files searched by the dump's build ID and release when no VMLINUX is given", true)
 	if err := parseFlags(fs, args); err != nil {
@@ -67,6 +69,16 @@ func runVmcore(env *cmdEnv, args []string) error {
 	}
 	if k.Dump.Incomplete() {
 		fmt.Fprintf(env.stderr, "kcrash: warning: %s is an incomplete dump\n", vmcore)
+	}
+	if *scriptFile != "" {
+		src, err := os.ReadFile(*scriptFile)
+		if err != nil {
+			return err
+		}
+		if err := script.Run(s, *scriptFile, src, env.stdout); err != nil {
+			return fmt.Errorf("kcrash vmcore --script: %w", err)
+		}
+		return nil
 	}
 	if len(rest) > 0 {
 		failed := false
