@@ -23,6 +23,22 @@ func a64Text(word []byte, addr uint64) (text, op string, args []string) {
 		m, _, _ := strings.Cut(t, " ")
 		return t, m, nil
 	}
+	if w&0x3fa00000 == 0x08800000 && (w>>22&1 == 1 || w>>15&1 == 0) {
+		// LDAR, LDLAR, STLLR: binutils rejects LDAR whose Rs or Rt2 is not
+		// 0b11111 but takes the LORegion forms with any (arm64asm: the reverse).
+		size, rs, rt2, rn, rt := w>>30, w>>16&31, w>>10&31, w>>5&31, w&31
+		suffix := [4]string{"b", "h", "", ""}[size]
+		switch {
+		case w>>22&1 == 1 && w>>15&1 == 1:
+			if rs != 31 || rt2 != 31 {
+				return fmt.Sprintf(".inst 0x%08x ; undefined", w), ".inst", nil
+			}
+		case w>>22&1 == 1:
+			return fmt.Sprintf("ldlar%s %s, [%s]", suffix, a64Reg(rt, size == 3), a64Base(rn)), "ldlar" + suffix, nil
+		default:
+			return fmt.Sprintf("stllr%s %s, [%s]", suffix, a64Reg(rt, size == 3), a64Base(rn)), "stllr" + suffix, nil
+		}
+	}
 	in, err := arm64asm.Decode(word)
 	if err != nil {
 		if t, ok := a64Extra(w); ok {
@@ -389,6 +405,23 @@ func a64System(w uint32) (string, bool) {
 		return fmt.Sprintf("smc #%#x", w>>5&0xffff), true
 	case w == 0xd50330ff:
 		return "sb", true
+	case w&0xffffffc0 == 0xd5031000: // WFET, WFIT (ARMv8.7)
+		return fmt.Sprintf("%s %s", [2]string{"wfet", "wfit"}[w>>5&1], a64Reg(w&31, true)), true
+	case w&0xfff80000 == 0xd5080000: // SYS: the IC and AT aliases
+		if name, ok := a64SysOps[w>>5&0x3fff]; ok {
+			if strings.HasPrefix(name, "ic iall") {
+				return name, true // no register operand (binutils ignores Rt)
+			}
+			return name + ", " + a64Reg(w&31, true), true
+		}
+	case w&0xffffffe0 == 0x2518e400: // SVE PFALSE
+		return fmt.Sprintf("pfalse p%d.b", w&15), w&0x10 == 0
+	case w&0xfffffe1f == 0x25289000: // SVE WRFFR
+		return fmt.Sprintf("wrffr p%d.b", w>>5&15), true
+	case w&0xfffffff0 == 0x2519f000: // SVE RDFFR (unpredicated)
+		return fmt.Sprintf("rdffr p%d.b", w&15), true
+	case w&0xfffff000 == 0x04bf5000: // SVE RDVL, SME RDSVL
+		return fmt.Sprintf("%s %s, #%d", [2]string{"rdvl", "rdsvl"}[w>>11&1], a64Reg(w&31, true), int32(w>>5&0x3f)<<26>>26), true
 	case w&0xfff8f01f == 0xd500401f:
 		op1, crm, op2 := w>>16&7, w>>8&15, w>>5&7
 		switch {
@@ -427,4 +460,15 @@ func A64Text(word []byte, addr uint64) (text string, target uint64) {
 		}
 	}
 	return text, target
+}
+
+// a64SysOps are the SYS aliases (IC, AT) arm64asm does not decode, by
+// op1:CRn:CRm:op2 (bits 18:5 of the word).
+var a64SysOps = map[uint32]string{
+	0<<11 | 7<<7 | 1<<3 | 0: "ic ialluis", 0<<11 | 7<<7 | 5<<3 | 0: "ic iallu", 3<<11 | 7<<7 | 5<<3 | 1: "ic ivau",
+	0<<11 | 7<<7 | 8<<3 | 0: "at s1e1r", 0<<11 | 7<<7 | 8<<3 | 1: "at s1e1w", 0<<11 | 7<<7 | 8<<3 | 2: "at s1e0r",
+	0<<11 | 7<<7 | 8<<3 | 3: "at s1e0w", 0<<11 | 7<<7 | 9<<3 | 0: "at s1e1rp", 0<<11 | 7<<7 | 9<<3 | 1: "at s1e1wp",
+	4<<11 | 7<<7 | 8<<3 | 0: "at s1e2r", 4<<11 | 7<<7 | 8<<3 | 1: "at s1e2w", 4<<11 | 7<<7 | 8<<3 | 4: "at s12e1r",
+	4<<11 | 7<<7 | 8<<3 | 5: "at s12e1w", 4<<11 | 7<<7 | 8<<3 | 6: "at s12e0r", 4<<11 | 7<<7 | 8<<3 | 7: "at s12e0w",
+	6<<11 | 7<<7 | 8<<3 | 0: "at s1e3r", 6<<11 | 7<<7 | 8<<3 | 1: "at s1e3w",
 }

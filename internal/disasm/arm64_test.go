@@ -327,6 +327,19 @@ func a64ClassWords() []uint32 {
 			ws = append(ws, 0xd500401f|op>>3<<16|crm<<8|(op&7)<<5)
 		}
 	}
+	ws = append(ws, 0xd5031015, 0xd5031035, 0xd503101f, 0x2518e400, 0x2518e40f, 0x25289000, 0x252891e0,
+		0x2519f000, 0x2519f00f, 0x04bf5020, 0x04bf57e0, 0x04bf5fff)
+	for _, op := range []uint32{0<<11 | 7<<7 | 1<<3, 0<<11 | 7<<7 | 5<<3, 3<<11 | 7<<7 | 5<<3 | 1, 0<<11 | 7<<7 | 8<<3,
+		0<<11 | 7<<7 | 8<<3 | 3, 0<<11 | 7<<7 | 9<<3 | 1, 4<<11 | 7<<7 | 8<<3 | 5, 6<<11 | 7<<7 | 8<<3 | 1} {
+		ws = append(ws, 0xd5080000|op<<5|3, 0xd5080000|op<<5|31)
+	}
+	for size := uint32(0); size < 4; size++ {
+		for _, grp := range []uint32{0x08c00000, 0x08c08000, 0x08800000, 0x08808000} {
+			for _, f := range [][2]uint32{{31, 31}, {21, 27}, {30, 29}} {
+				ws = append(ws, size<<30|grp|f[0]<<16|f[1]<<10|7<<5)
+			}
+		}
+	}
 	// mov immediates (movz, movn, orr aliases) of both widths, adr and adrp both ways.
 	ws = append(ws, 0xd2800014, 0xd2bfd001, 0x92800000, 0x12800000, 0xb2400fe0, 0x320003e0,
 		0x10000000, 0x10ffffe0, 0x90000020, 0xf0ffffe0, 0x97fffffe, 0x14000001, 0xb4ffffe0, 0x36f80000)
