@@ -38,7 +38,17 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the collector runs to this file")
 	script := flag.String("crash", "internal/netconsole/testdata/ACCESS_NULL.netconsole-ext", "extended capture of a crash to mix in")
 	flag.BoolVar(&direct, "direct", false, "process each batch on the socket's reading goroutine (HandleBatch: no queue, no overload shedding), for comparison")
+	netconsd := flag.String("netconsd", os.Getenv("NETCONSD"), "compare with this netconsd `binary` (default $NETCONSD; see bench/netconsd.sh): both it and kcrash serve are run against the generator")
+	module := flag.String("netconsd-module", "", "netconsd output `module` (default modules/logger-simple.so next to the binary)")
+	kcrashBin := flag.String("kcrash", "", "kcrash `binary` for -netconsd (default: go build ./cmd/kcrash)")
 	flag.Parse()
+	if *netconsd != "" {
+		if err := runVs(*netconsd, *module, *kcrashBin, *hosts, time.Duration(*seconds*float64(time.Second)), *tries, *script); err != nil {
+			fmt.Fprintln(os.Stderr, "serve-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -63,6 +73,8 @@ var direct bool
 
 // profile, when set, receives a CPU profile of the collector's blast run.
 var profile *os.File
+
+func runtimeCPUs() int { return runtime.NumCPU() }
 
 func crashScript(path string) ([]string, error) {
 	data, err := os.ReadFile(path)

@@ -168,6 +168,8 @@ type host struct {
 	lastSeen   time.Time
 	boot       time.Time
 	dirty      bool // lastSeen/boot not yet told to the store
+	urgent     bool // new, renamed, new release or boot: tell the store at the next slow tick
+	told       time.Time
 	name       string
 	release    string
 	log        []byte // not yet written to the raw log
@@ -293,7 +295,7 @@ func (c *Collector) newHost(sh *shard, id string) *host {
 		return nil
 	}
 	c.Stats.Hosts.Add(1)
-	h := &host{id: id, sh: sh, stream: netconsole.NewStream(c.o.Stream)}
+	h := &host{id: id, sh: sh, stream: netconsole.NewStream(c.o.Stream), urgent: true}
 	c.byID.Store(id, h)
 	return h
 }
@@ -323,11 +325,11 @@ func (c *Collector) account(h *host, before netconsole.StreamStats) {
 	if d := st.Dups - before.Dups; d > 0 {
 		c.Stats.Dups.Add(d)
 	}
-	if h.stream.Hostname != "" {
-		h.name = h.stream.Hostname
+	if h.stream.Hostname != "" && h.name != h.stream.Hostname {
+		h.name, h.urgent = h.stream.Hostname, true
 	}
-	if h.stream.Release != "" {
-		h.release = h.stream.Release
+	if h.stream.Release != "" && h.release != h.stream.Release {
+		h.release, h.urgent = h.stream.Release, true
 	}
 }
 
@@ -335,6 +337,9 @@ var (
 	endPanic = []byte("---[ end Kernel panic")
 	linuxVer = []byte("Linux version ")
 )
+
+// seenEvery is how often the store hears of a busy host's last contact.
+const seenEvery = 15 * time.Second
 
 // laterLines is how many lines without a detected report line complete a capture.
 const laterLines = 300
@@ -354,12 +359,14 @@ func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Tim
 	c.Stats.Lines.Add(1)
 	if ev == netconsole.EventReboot {
 		c.Stats.Reboots.Add(1)
-		h.boot = now
+		h.boot, h.urgent = now, true
 		c.finish(h) // what the last boot said is complete now
 	}
 	if h.stream.Release == "" && bytes.Contains(line, linuxVer) {
 		if f := bytes.Fields(line[bytes.Index(line, linuxVer)+len(linuxVer):]); len(f) > 0 {
-			h.release = string(f[0])
+			if h.release != string(f[0]) {
+				h.release, h.urgent = string(f[0]), true
+			}
 		}
 	}
 	h.lastLine = now
@@ -462,9 +469,12 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 			if h.capture != nil && (h.ready || clock.Sub(h.lastLine) >= c.o.Quiet) {
 				c.finish(h)
 			}
-			if slow && h.dirty {
+			// The store hears of a host's last contact every seenEvery, and of
+			// a new host, name, release or boot at the next slow tick: writing
+			// every host every second costs more than receiving them.
+			if slow && h.dirty && (h.urgent || all || now.Sub(h.told) >= seenEvery) {
 				w.seen = append(w.seen, store.HostSeen{ID: h.id, Name: h.name, Release: h.release, Seen: h.lastSeen, Boot: h.boot})
-				h.dirty = false
+				h.dirty, h.urgent, h.told = false, false, now
 			}
 			// A host's raw log is written as soon as one of its captures is finished
 			// (before its reports are analyzed); otherwise when it has a fair amount,
@@ -666,7 +676,7 @@ func (c *Collector) redirty(seen []store.HostSeen) {
 		if v, ok := c.byID.Load(s.ID); ok {
 			h := v.(*host)
 			h.sh.mu.Lock()
-			h.dirty = true
+			h.dirty, h.urgent = true, true
 			h.sh.mu.Unlock()
 		}
 	}
