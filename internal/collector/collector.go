@@ -54,6 +54,9 @@ type Options struct {
 	Stream netconsole.StreamOptions
 	// Shards is the number of host tables (one per receiving socket; default 1).
 	Shards int
+	// IdleAfter is how long a host must be silent before its context is kept
+	// compressed (30 s).
+	IdleAfter time.Duration
 }
 
 func (o *Options) fill() {
@@ -80,6 +83,9 @@ func (o *Options) fill() {
 	}
 	if o.Shards <= 0 {
 		o.Shards = 1
+	}
+	if o.IdleAfter <= 0 {
+		o.IdleAfter = idleAfter
 	}
 }
 
@@ -127,6 +133,7 @@ type Collector struct {
 	rx              []*rxQueue  // Receive's queues, one per socket
 	stopped         atomic.Bool // Run is ending: Receive takes nothing more
 	fill            func(socket int) float64
+	zip             compactor // the tick's, for idle contexts
 }
 
 type shard struct {
@@ -160,6 +167,7 @@ type host struct {
 	sh         *shard
 	stream     *netconsole.Stream
 	ctx        []byte // the last lines, at most about 2×ContextBytes
+	ctxZ       []byte // ctx compressed while the host is idle (ctx is nil then)
 	capture    []byte // nil unless a report is being captured
 	capStart   time.Time
 	quietFor   int  // lines since the last detected line
@@ -370,6 +378,7 @@ func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Tim
 		}
 	}
 	h.lastLine = now
+	h.inflate()
 	if c.logs != nil {
 		if len(h.log)+len(line) <= maxLog {
 			h.log = append(h.log, line...)
@@ -445,6 +454,7 @@ type tickWork struct {
 // due and the hosts whose last contact the store has not heard of; all collects
 // every raw log.
 func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
+	compactBudget := compactPerTick
 	w.seen, w.logs, w.done = w.seen[:0], w.logs[:0], w.done[:0]
 	// Silence is judged on the clock of what has been processed: a line still in
 	// Receive's queue may end it.
@@ -486,6 +496,9 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 				h.log, h.logWritten = nil, now
 			}
 			h.logDue = false
+			if slow && compactBudget > 0 && c.compact(&c.zip, h, clock) {
+				compactBudget--
+			}
 		}
 		if slow {
 			for _, h := range sh.hosts {
@@ -597,7 +610,9 @@ func (c *Collector) Run(ctx context.Context, drain time.Duration) {
 	step := func(now time.Time, slow, all bool) {
 		c.tick(now, &w, slow, all)
 		c.writeLogs(now, w.logs)
+		clear(w.logs) // written: keep no reference to the hosts' old buffers
 		c.dispatch(w.done)
+		clear(w.done)
 		if len(w.seen) > 0 && c.o.Store != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := c.o.Store.SeeHosts(sctx, w.seen); err != nil {

@@ -69,6 +69,9 @@ func (c *Collector) Context(id string) []byte {
 	if h.capture != nil {
 		return append([]byte(nil), h.capture...)
 	}
+	if h.ctxZ != nil {
+		return contextOf(h.ctxZ)
+	}
 	return append([]byte(nil), h.ctx...)
 }
 

@@ -94,14 +94,22 @@ type sequencer struct {
 	// records heard (sequence, timestamp, text hash), to tell a replay from a reboot.
 	firstSeq, firstTS uint64
 	lastTS            uint64
-	early             [64]seen // records firstSeq … firstSeq+63
-	recent            [32]seen // the last records, by seq modulo 32
+	early             [64]uint64 // fingerprints of records firstSeq … firstSeq+63 (0: not heard)
+	recent            [32]seen   // the last records, by seq modulo 32
 }
 
+// seen is a record heard: its sequence number and fingerprint (0: none).
 type seen struct {
-	ok      bool
-	seq, ts uint64
-	hash    uint64
+	seq, fp uint64
+}
+
+// fingerprint combines a record's timestamp and text hash; never 0.
+func fingerprint(ts uint64, text []byte) uint64 {
+	fp := textHash(text) ^ ts*0x9e3779b97f4a7c15
+	if fp == 0 {
+		fp = 1
+	}
+	return fp
 }
 
 func textHash(b []byte) uint64 {
@@ -169,14 +177,14 @@ func (q *sequencer) push(r *Record, now time.Time, stat statFunc, emit recFunc) 
 // replay. A record older than the first one heard cannot be checked and counts as a
 // new boot; the collector de-duplicates the reports of such a replay by their text.
 func (q *sequencer) sameBoot(r *Record) bool {
-	h := textHash(r.Text)
+	fp := fingerprint(r.TS, r.Text)
 	if r.Seq >= q.firstSeq && r.Seq-q.firstSeq < uint64(len(q.early)) {
-		if e := q.early[r.Seq-q.firstSeq]; e.ok {
-			return e.ts == r.TS && e.hash == h
+		if e := q.early[r.Seq-q.firstSeq]; e != 0 {
+			return e == fp
 		}
 	}
-	if e := q.recent[r.Seq%uint64(len(q.recent))]; e.ok && e.seq == r.Seq {
-		return e.ts == r.TS && e.hash == h
+	if e := q.recent[r.Seq%uint64(len(q.recent))]; e.fp != 0 && e.seq == r.Seq {
+		return e.fp == fp
 	}
 	if r.Seq >= q.firstSeq {
 		return r.TS >= q.firstTS && r.TS <= q.lastTS
@@ -189,7 +197,7 @@ func (q *sequencer) reset(r *Record) {
 	q.next = r.Seq
 	q.firstSeq, q.firstTS = r.Seq, r.TS
 	q.lastTS = r.TS
-	q.early = [64]seen{}
+	q.early = [64]uint64{}
 	q.recent = [32]seen{}
 	clear(q.held)
 	q.bytes = 0
@@ -200,10 +208,10 @@ func (q *sequencer) out(r *Record, ev Event, emit recFunc) {
 	if r.TS > q.lastTS {
 		q.lastTS = r.TS
 	}
-	e := seen{ok: true, seq: r.Seq, ts: r.TS, hash: textHash(r.Text)}
-	q.recent[r.Seq%uint64(len(q.recent))] = e
+	fp := fingerprint(r.TS, r.Text)
+	q.recent[r.Seq%uint64(len(q.recent))] = seen{r.Seq, fp}
 	if d := r.Seq - q.firstSeq; r.Seq >= q.firstSeq && d < uint64(len(q.early)) {
-		q.early[d] = e
+		q.early[d] = fp
 	}
 	emit(r, ev)
 }

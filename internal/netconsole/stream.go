@@ -229,6 +229,15 @@ func (s *Stream) Flush(emit EmitFunc) {
 	}
 }
 
+// Compact releases the stream's scratch memory when it holds nothing (an idle
+// host); it is allocated again as needed.
+func (s *Stream) Compact() {
+	if !s.Pending() {
+		s.line, s.partial = nil, nil
+		s.seq.held = nil
+	}
+}
+
 // Pending reports whether Tick has work: held records or a partial line.
 func (s *Stream) Pending() bool {
 	return len(s.seq.held) > 0 || len(s.partial) > 0 || s.frags.size() > 0
