@@ -243,7 +243,7 @@ func runLabLoad(ctx context.Context, env *cmdEnv, args []string) error {
 }
 
 func runLabScenario(ctx context.Context, env *cmdEnv, args []string) error {
-	c := subFlagSet(env, "scenario", "race|regression|hardware|pstore|repro|fleet [--kernel ABI] [--kernels A,B,C --gate ABI] [--pps N] [--runs N] [--force] [--json]",
+	c := subFlagSet(env, "scenario", "race|regression|hardware|pstore|repro|fleet|bisect [--kernel ABI] [--kernels A,B,C --gate ABI] [--pps N] [--runs N] [--force] [--json]",
 		"run a whole crash story on the lab (cached by recipe) and say what happened, with paths to its artifacts")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fs := newFlagSet(env, c)
@@ -255,7 +255,9 @@ func runLabScenario(ctx context.Context, env *cmdEnv, args []string) error {
 			"  pstore      an oops kept by ramoops across a warm reset and read back on the next boot\n"+
 			"  repro       kcrash repro (flood vs idle) and kcrash soak (fixed=1 and buggy) on a target with the race\n"+
 			"  fleet       hosts on several ABIs (the race gated at one), a bad-DIMM host and a healthy one, all into one\n"+
-			"              kcrash serve; prints its verdicts, releases and bisect range (--kernel: the hardware hosts' kernel)\n")
+			"              kcrash serve; prints its verdicts, releases and bisect range (--kernel: the hardware hosts' kernel)\n"+
+			"  bisect      kcrash bisect over the regression's ABIs (the race gated at one) on a target rebooted into each,\n"+
+			"              the flood as load, the controller killed mid-test and resumed; prints its steps and verdict\n")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}

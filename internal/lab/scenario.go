@@ -49,7 +49,7 @@ type ScenarioOptions struct {
 
 // ScenarioNames are the scenarios RunScenario knows, in the order a full lab run
 // does them.
-var ScenarioNames = []string{"race", "regression", "hardware", "pstore", "repro", "fleet"}
+var ScenarioNames = []string{"race", "regression", "hardware", "pstore", "repro", "fleet", "bisect"}
 
 // RunScenario runs (or returns the cached result of) the named scenario and
 // returns its result as JSON, plus whether it came from the cache.
@@ -89,6 +89,11 @@ func RunScenario(ctx context.Context, cfg Config, name string, o ScenarioOptions
 			}
 			kernels, err = resolveAll(ctx, []string{o.Kernel})
 		}
+	case "bisect":
+		// kcrash bisect over the regression's ABIs, the race gated as there.
+		run = runBisectScenario
+		kernels, o.Gate, err = regressionKernels(ctx, o)
+		o.Kernels = kernels
 	case "pstore":
 		run = runPstoreScenario
 		kernels, err = resolveAll(ctx, []string{o.Kernel})

@@ -120,6 +120,35 @@ func PrintScenario(w io.Writer, name string, raw json.RawMessage) error {
 		}
 	case "fleet":
 		return printFleetScenario(w, raw)
+	case "bisect":
+		var r struct {
+			Candidates []string `json:"candidates"`
+			GatedAt    string   `json:"gated_at"`
+			Bisect     struct {
+				Culprit    *string `json:"culprit"`
+				Confidence float64 `json:"confidence"`
+				Runs       int     `json:"runs"`
+				Seconds    float64 `json:"test_seconds"`
+				Steps      []struct {
+					Candidate string  `json:"candidate"`
+					Seconds   float64 `json:"seconds"`
+					Outcome   string  `json:"outcome"`
+				} `json:"steps"`
+			} `json:"bisect"`
+		}
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  candidates %s; the race from %s\n", strings.Join(r.Candidates, " "), r.GatedAt)
+		for i, s := range r.Bisect.Steps {
+			fmt.Fprintf(w, "  step %d: %s %s after %.1fs\n", i+1, s.Candidate, s.Outcome, s.Seconds)
+		}
+		culprit := "none"
+		if r.Bisect.Culprit != nil {
+			culprit = *r.Bisect.Culprit
+		}
+		fmt.Fprintf(w, "  first bad: %s at %.1f%% confidence (%d runs, %.0fs under load); the controller was killed mid-test and resumed\n",
+			culprit, 100*r.Bisect.Confidence, r.Bisect.Runs, r.Bisect.Seconds)
 	default:
 		fmt.Fprintf(w, "%s\n", raw)
 	}
