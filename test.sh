@@ -36,7 +36,7 @@ go build -o "$bin" ./cmd/kcrash
 # decode tests compare with aarch64-linux-gnu-objdump). Cached by its recipe.
 echo "test.sh: arm64 lab guest ($(date -u +%T))" >&2
 "$bin" lab run --kernel arm64
-for s in race regression hardware pstore repro fleet; do
+for s in race regression hardware pstore repro fleet bisect; do
 	echo "test.sh: lab scenario $s ($(date -u +%T))" >&2
 	"$bin" lab scenario "$s"
 done

@@ -48,8 +48,10 @@ func newBisector(ctx context.Context, env *cmdEnv, st *bisect.State, fs *flag.Fl
 		if host == "" {
 			host = t
 		}
+		// The console's reports are stored as a collector would, and the
+		// bisection recorded, in --db.
 		var db store.Store
-		if set["db"] != "" && flagGiven(fs, "db") {
+		if set["db"] != "" {
 			s, err := openStore(ctx, set["db"])
 			if err != nil {
 				return nil, nil, err

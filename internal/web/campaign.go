@@ -91,6 +91,10 @@ func (s *Server) campaignPage(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	if v.Kind == "bisect" {
+		s.render(w, "bisect.html", newBisectView(v))
+		return
+	}
 	s.render(w, "campaign.html", v)
 }
 

@@ -99,6 +99,10 @@ func New(o Options) *Server {
 		"percent":  percent,
 		"times":    times,
 		"ttcChart": ttcChart,
+		// bisection pages (bisect.go)
+		"bisectTimeline": bisectTimeline,
+		"posteriorChart": posteriorChart,
+		"pct":            func(v float64) float64 { return 100 * v },
 		// fleet pages (fleet.go)
 		"releaseChart": releaseChart,
 		"hours":        hours,
