@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -144,8 +145,9 @@ func checkFleet(t *testing.T, f *fleetScenario, groups []fleetGroup, hosts []fle
 
 // TestFleetScenario: the fleet scenario's serve answered what issue 12 asks, and a
 // kcrash serve restarted on its database (with its inventory and saved host-hours)
-// answers the same; every fleet page is then checked in Chromium, with a screenshot
-// of each kept as an artifact (fleet-*.png).
+// answers the same; every kind of fleet page (dashboard, filtered dashboard,
+// software and hardware group, hardware, healthy and software host) is then checked
+// in Chromium, with a screenshot of each kept as an artifact (fleet-*.png).
 func TestFleetScenario(t *testing.T) {
 	var f fleetScenario
 	scenario(t, "fleet", &f)
@@ -185,7 +187,21 @@ func TestFleetScenario(t *testing.T) {
 		{"group-race", "/groups/" + race.Signature, []string{`id="bisect"`, f.Config.PreviousABI, "kcrash bisect", `class="evidence"`, "software"}},
 		{"group-hardware", "/groups/" + hw[0].Signature, []string{`class="evidence"`, "hardware"}},
 	}
+	// One host page of each kind: the hardware hosts, a healthy host (no verdict)
+	// and a host of the race (software); each Chromium run costs seconds.
+	kinds := map[string]bool{}
 	for _, h := range hosts.Hosts {
+		kind := "software"
+		switch {
+		case slices.Contains(f.Config.HardwareHosts, h.Name):
+			kind = h.Name
+		case h.Verdict == nil:
+			kind = "healthy"
+		}
+		if kinds[kind] {
+			continue
+		}
+		kinds[kind] = true
 		want := []string{h.Name}
 		if h.Verdict == nil {
 			want = append(want, `id="noverdict"`)

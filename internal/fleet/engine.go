@@ -157,7 +157,8 @@ type host struct {
 	cpus                          map[int]int
 	hwLines                       int
 	hwSample                      []string
-	mce                           int // machine-check reports
+	hwSeen                        map[string]bool // distinct lines counted (at most maxHWSeen)
+	mce                           int             // machine-check reports
 	taintMB                       int
 	flips                         []Flip
 	wildIP                        int
@@ -165,6 +166,9 @@ type host struct {
 	verdict                       Verdict
 	hasVerdict                    bool
 }
+
+// maxHWSeen bounds the distinct hardware lines remembered per host.
+const maxHWSeen = 256
 
 // maxRecent bounds the arrival times kept per group and host.
 const maxRecent = 512
@@ -320,8 +324,17 @@ func (e *Engine) Add(r Report) []Event {
 	if r.CPU >= 0 {
 		h.cpus[r.CPU]++
 	}
-	h.hwLines += len(r.HWLines)
+	// A line is counted once: the same corrected errors are both a machine-check
+	// report of their own and the context of the crash that follows.
 	for _, l := range r.HWLines {
+		if h.hwSeen == nil {
+			h.hwSeen = map[string]bool{}
+		}
+		if h.hwSeen[l] || len(h.hwSeen) >= maxHWSeen {
+			continue
+		}
+		h.hwSeen[l] = true
+		h.hwLines++
 		if len(h.hwSample) < maxHWLines {
 			h.hwSample = append(h.hwSample, l)
 		}

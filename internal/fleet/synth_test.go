@@ -137,6 +137,11 @@ var correctedLines = []string{
 	"{1}[Hardware Error]: Hardware error from APEI Generic Hardware Error Source: 0",
 }
 
+// corrected is one corrected-error line as a console prints it, timestamp included.
+func corrected(r *rand.Rand) string {
+	return fmt.Sprintf("[%6d.%06d] %s", r.IntN(3_000_000), r.IntN(1_000_000), correctedLines[r.IntN(len(correctedLines))])
+}
+
 // newSynthFleet generates a fleet of n hosts over 30 days.
 func newSynthFleet(seed uint64, n int) *synthFleet {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
@@ -183,7 +188,7 @@ func newSynthFleet(seed uint64, n int) *synthFleet {
 		noise := func() []string {
 			var ctx []string
 			if h.noisy && r.Float64() < 0.5 {
-				ctx = append(ctx, correctedLines[r.IntN(len(correctedLines))])
+				ctx = append(ctx, corrected(r))
 			}
 			return ctx
 		}
@@ -222,7 +227,7 @@ func newSynthFleet(seed uint64, n int) *synthFleet {
 			fn := synthFunc(r)
 			var ctx []string
 			if logsErrors && r.Float64() < 0.7 {
-				ctx = append(ctx, correctedLines[r.IntN(len(correctedLines))], correctedLines[r.IntN(len(correctedLines))])
+				ctx = append(ctx, corrected(r), corrected(r))
 			}
 			regs := map[string]uint64{}
 			var fault *uint64
