@@ -41,7 +41,16 @@ func main() {
 	netconsd := flag.String("netconsd", os.Getenv("NETCONSD"), "compare with this netconsd `binary` (default $NETCONSD; see bench/netconsd.sh): both it and kcrash serve are run against the generator")
 	module := flag.String("netconsd-module", "", "netconsd output `module` (default modules/logger-simple.so next to the binary)")
 	kcrashBin := flag.String("kcrash", "", "kcrash `binary` for -netconsd (default: go build ./cmd/kcrash)")
+	memOnly := flag.Bool("mem", false, "measure memory only: -hosts hosts send -mem-records records each, then report heap and RSS per host, active and once idle")
+	memRecords := flag.Int("mem-records", 10, "records per host for -mem (120 fill a host's 8 KiB context)")
 	flag.Parse()
+	if *memOnly {
+		if err := runMem(*hosts, *memRecords); err != nil {
+			fmt.Fprintln(os.Stderr, "serve-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *netconsd != "" {
 		if err := runVs(*netconsd, *module, *kcrashBin, *hosts, time.Duration(*seconds*float64(time.Second)), *tries, *script); err != nil {
 			fmt.Fprintln(os.Stderr, "serve-bench:", err)

@@ -97,6 +97,7 @@ type Stats struct {
 	Dropped                   atomic.Uint64 // datagrams from new hosts beyond MaxHosts
 	Shed, Kept                atomic.Uint64 // under overload (Receive): ordinary datagrams shed; crash datagrams kept
 	CrashDrops                atomic.Uint64 // crash datagrams lost under overload (the reserve full too)
+	Compacted                 atomic.Uint64 // idle hosts whose context was compressed
 	Evicted                   atomic.Uint64 // idle hosts evicted to make room (MaxHosts)
 	Hosts                     atomic.Int64
 	Reports, Duplicates       atomic.Uint64 // stored; received again and not stored
@@ -498,6 +499,7 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 			h.logDue = false
 			if slow && compactBudget > 0 && c.compact(&c.zip, h, clock) {
 				compactBudget--
+				c.Stats.Compacted.Add(1)
 			}
 		}
 		if slow {
