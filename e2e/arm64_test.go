@@ -169,6 +169,15 @@ func TestArm64Vmcore(t *testing.T) {
 				checkA64Ps(t, ps, serial)
 				checkA64Bt(t, bt, logText)
 				checkA64Dis(t, vmlinux, dump, bt, serial)
+				// explain: the decoder on the dump's log, the Code words placed
+				// at the pc the dump resolves (absolute targets), the ESR read.
+				ex := kcrashVmcore(t, vmlinux, dump, "explain")
+				if !strings.Contains(ex, "<-- trapping instruction") || strings.Contains(ex, " .+0x") || strings.Contains(ex, " .-0x") {
+					t.Errorf("explain's disassembly has no trap or relative targets:\n%s", ex)
+				}
+				if e.Trigger.Kind == "null-ptr-deref" && !(strings.Contains(ex, "ESR 0x") && strings.Contains(ex, "a NULL pointer was dereferenced")) {
+					t.Errorf("explain of %s:\n%s", e.Name, ex)
+				}
 				rows = append(rows, fmt.Sprintf("%-12s %-16s sys %4.0f ms  log %4.0f ms  ps %4.0f ms  bt %4.0f ms", e.Name, a.Format,
 					ms(times["sys"]), ms(times["log"]), ms(times["ps"]), ms(times["bt"])))
 			})

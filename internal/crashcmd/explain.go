@@ -74,6 +74,17 @@ func (s *Session) Explain() (*Explanation, error) {
 		return ex, nil
 	}
 	defer d.Close()
+	if main.Arch == "arm64" && main.IP != nil && main.IP.Addr == 0 && main.IP.Func != "" {
+		// arm64 prints its pc symbolized; the dump knows where that symbol is,
+		// so the Code words get their addresses (absolute branch targets).
+		if a, err := s.addrOrSymbol(main.IP.Func); err == nil {
+			ip := *main.IP
+			ip.Addr = a + ip.Offset
+			r := *main
+			r.IP = &ip
+			main = &r
+		}
+	}
 	ex.Decoded = d.Decode(main)
 	// --- end of the decoder plug-in point ---
 	return ex, nil
