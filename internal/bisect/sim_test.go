@@ -83,8 +83,9 @@ func table(rows []SimRow) string {
 
 // TestSimulation runs the table with fewer trials than the 1,000 (so
 // go test stays quick), the bounds widened by three standard errors.
-// KCRASH_BISECT_SIM=full runs the full table (1,000 bisections per row, a few
-// minutes) against the exact bounds; kcrash bisect simulate prints it too.
+// KCRASH_BISECT_SIM=full runs the full table (1,000 bisections per row; about
+// 40 min on two busy cores, -timeout 2h) against the exact bounds; kcrash bisect
+// simulate prints it too.
 func TestSimulation(t *testing.T) {
 	full := os.Getenv("KCRASH_BISECT_SIM") == "full"
 	var rows []SimRow
