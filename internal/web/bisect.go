@@ -45,7 +45,7 @@ func esc(s string) string { return html.EscapeString(s) }
 // under load, red for the target crash, grey for a survival, hatched outline for
 // another crash or an untestable candidate; the candidate under each bar.
 func bisectTimeline(s bisect.Summary) template.HTML {
-	const w, h, left, bottom, top = 640, 200, 48, 40, 10
+	const w, h, left, bottom, top = 640, 220, 48, 60, 10
 	if len(s.Steps) == 0 {
 		return template.HTML(fmt.Sprintf(`<svg class="bisect-timeline" width="%d" height="%d" role="img" aria-label="no steps"></svg>`, w, h))
 	}
