@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,5 +98,58 @@ func TestBisectSimulateJSON(t *testing.T) {
 		if row["candidates"] != 32.0 || row["trials"] != 20.0 || row["min_runs"].(float64) < 15 {
 			t.Errorf("row %s", l)
 		}
+	}
+}
+
+// TestBisectGit bisects the first-parent commits of a real repository: the load
+// crashes from commit c4 on (it finds the file c4 adds in the commit under test),
+// and c2 is --skip'ped.
+func TestBisectGit(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("needs git")
+	}
+	repo := t.TempDir()
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", repo, "-c", "user.name=t", "-c", "user.email=t@t"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q")
+	shas := map[string]string{}
+	for i := 0; i <= 6; i++ {
+		name := fmt.Sprintf("c%d", i)
+		os.WriteFile(filepath.Join(repo, name), []byte(name), 0o644)
+		git("add", name)
+		git("commit", "-qm", name)
+		shas[name] = git("rev-parse", "HEAD")
+	}
+	addr := freeUDP(t)
+	dir := t.TempDir()
+	load := fmt.Sprintf(`if git -C %s cat-file -e {commit}:c4 2>/dev/null; then %s; else sleep 60; fi`, repo, sendCommand(t, addr, "0.3"))
+	code, stdout, stderr := runCmd(t, "", "bisect", "--git", repo, "--good", shas["c0"], "--bad", shas["c6"], "--first-parent",
+		"--skip", shas["c2"], "--host", "127.0.0.1", "--load", load, "--boot", "true", "--test", "2s",
+		"--udp", addr, "--db", filepath.Join(dir, "k.db"), "--state", filepath.Join(dir, "s.json"), "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	var res struct {
+		Culprit *string `json:"culprit"`
+		Steps   []struct {
+			Candidate, Outcome string
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Culprit == nil || *res.Culprit != shas["c4"] {
+		t.Fatalf("culprit %v, want c4 %s\n%s", res.Culprit, shas["c4"], stderr)
+	}
+	if len(res.Steps) == 0 || res.Steps[0].Candidate != shas["c2"] || res.Steps[0].Outcome != "untestable" {
+		t.Errorf("the skipped commit is not the first, untestable step: %+v", res.Steps)
 	}
 }
