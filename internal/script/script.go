@@ -534,10 +534,9 @@ func (o *Object) index(i int) (starlark.Value, error) {
 	return nil, fmt.Errorf("%s is not an array or pointer", o.t)
 }
 
-
 var (
-	_ starlark.HasAttrs  = (*Object)(nil)
-	_ starlark.Mapping   = (*Object)(nil)
-	_ starlark.HasAttrs  = (*Program)(nil)
-	_ starlark.Mapping   = (*Program)(nil)
+	_ starlark.HasAttrs = (*Object)(nil)
+	_ starlark.Mapping  = (*Object)(nil)
+	_ starlark.HasAttrs = (*Program)(nil)
+	_ starlark.Mapping  = (*Program)(nil)
 )
