@@ -77,7 +77,12 @@ func TestVmcoreCommandsAgainstCrash(t *testing.T) {
 			}
 		}
 		exact := []string{"kmem -s", "net", "list task_struct.tasks -h init_task", "task -R pid,comm,prio " + task, "files " + task}
-		cmds := append(append([]string{}, exact...), "kmem -i", "runq", "vm "+user)
+		// crash searches the direct map of every page (page_offset_base up to
+		// max_pfn), where kcrash's search looks: all of kernel space takes
+		// crash minutes.
+		pob := rdValue(t, vmlinux, path, "page_offset_base")
+		end := pob + rdValue(t, vmlinux, path, "max_pfn")*4096
+		cmds := append(append([]string{}, exact...), "kmem -i", "runq", "vm "+user, fmt.Sprintf("search -s %x -e %x %s", pob, end, task))
 		cout, err := oracle(t, cacheDir, cacheKey("crash-cmds-v1", path, strings.Join(cmds, ";")), func() ([]byte, error) {
 			return runCrashCmds(vmlinux, path, cmds)
 		})
@@ -88,8 +93,11 @@ func TestVmcoreCommandsAgainstCrash(t *testing.T) {
 		got := map[string][]string{}
 		for _, c := range cmds {
 			got[c] = crashLines(kcrashVmcore(t, vmlinux, path, c))
+			if strings.HasPrefix(c, "search ") {
+				continue // kcrash's search has no range: compared by checkSearch
+			}
 			if strings.HasPrefix(c, "vm ") {
-				got[c] = nil // compared by checkVm
+				got[c] = nil // compared by checkVm, checkSearch
 			}
 		}
 		var res []string
@@ -111,6 +119,7 @@ func TestVmcoreCommandsAgainstCrash(t *testing.T) {
 		res = append(res, checkKmemI(t, dd.name, crashLines(parts[len(exact)]), got["kmem -i"], got["kmem -s"]))
 		res = append(res, checkRunq(t, dd.name, vmlinux, path, crashLines(parts[len(exact)+1]), got["runq"]))
 		res = append(res, checkVm(t, dd.name, vmlinux, path, user, crashLines(parts[len(exact)+2])))
+		res = append(res, checkSearch(t, dd.name, vmlinux, path, task, crashLines(parts[len(exact)+3])))
 		rows = append(rows, fmt.Sprintf("%-16s %-10s %s", dd.name, dd.format, strings.Join(res, "; ")))
 	}
 	t.Logf("commands against crash:\n%s", strings.Join(rows, "\n"))
@@ -227,4 +236,62 @@ func checkVm(t *testing.T, name, vmlinux, path, task string, crash []string) str
 		}
 	}
 	return fmt.Sprintf("vm %d VMAs cover total_vm (%d KiB) (crash 8.0.2 fails: no maple tree)", len(vms[0].VMAs), pages*4)
+}
+
+// rdValue reads a 64-bit variable with kcrash's rd.
+func rdValue(t *testing.T, vmlinux, path, sym string) uint64 {
+	f := strings.Fields(kcrashVmcore(t, vmlinux, path, "rd "+sym))
+	var v uint64
+	if len(f) < 2 {
+		t.Fatalf("rd %s: %q", sym, f)
+	}
+	fmt.Sscanf(f[1], "%x", &v)
+	return v
+}
+
+// checkSearch compares search's hits with crash's search over the direct
+// map (-s page_offset_base -e page_offset_base + max_pfn pages): the same
+// addresses.
+func checkSearch(t *testing.T, name, vmlinux, path, value string, crash []string) string {
+	var res struct {
+		Hits []struct {
+			Addr uint64 `json:"addr"`
+		} `json:"hits"`
+	}
+	out, err := exec.Command(kcrashBin, "vmcore", "--json", vmlinux, path, "search "+value).Output()
+	if err != nil || json.Unmarshal(out, &res) != nil {
+		t.Fatalf("%s: search --json: %v", name, err)
+	}
+	pob := rdValue(t, vmlinux, path, "page_offset_base")
+	want := map[uint64]bool{}
+	other := 0
+	for _, l := range crash {
+		a, _, ok := strings.Cut(l, ":")
+		var v uint64
+		if !ok || len(a) != 16 {
+			continue
+		}
+		fmt.Sscanf(a, "%x", &v)
+		if v >= pob && v < pob+1<<40 {
+			want[v] = true
+		} else {
+			other++
+		}
+	}
+	got := map[uint64]bool{}
+	for _, h := range res.Hits {
+		got[h.Addr] = true
+		if !want[h.Addr] {
+			t.Errorf("%s: search hit %x not in crash's search -k", name, h.Addr)
+		}
+	}
+	for w := range want {
+		if !got[w] {
+			t.Errorf("%s: crash's search -k hit %x missing from kcrash's", name, w)
+		}
+	}
+	if other != 0 {
+		t.Errorf("%s: crash's direct-map search printed %d hits outside it", name, other)
+	}
+	return fmt.Sprintf("search %d direct-map hits equal", len(got))
 }

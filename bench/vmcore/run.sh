@@ -9,6 +9,10 @@
 # ID under ~/.cache/kcrash/vmlinux) before every run: the first run on a new
 # vmlinux. drgn keeps no such cache, so its figure is its cold one.
 #
+# A command that fails (non-zero exit, or crash's/drgn's error output) is
+# marked FAILED: its time is the time to fail (crash 8.0.2 cannot open 6.12
+# dumps, drgn 0.0.22 cannot unwind 6.12 stacks).
+#
 # usage: bench/vmcore/run.sh [VMLINUX] [ELF-PAGING-DUMP]
 #   defaults: the crash lab's vmlinux and EXCEPTION.vmcore.elf-paging
 set -euo pipefail
@@ -27,7 +31,11 @@ for t in for_each_task(prog):
 PY
 cat > "$work/bt.py" <<'PY'
 from drgn.helpers.linux.percpu import per_cpu
-t = per_cpu(prog["current_task"], prog["panic_cpu"].counter.value_())
+cpu = prog["panic_cpu"].counter.value_()
+try:
+    t = per_cpu(prog["current_task"], cpu)
+except KeyError:  # 6.2+: pcpu_hot.current_task
+    t = per_cpu(prog["pcpu_hot"], cpu).current_task
 print(prog.stack_trace(t))
 PY
 
@@ -38,17 +46,20 @@ typecache=${XDG_CACHE_HOME:-$HOME/.cache}/kcrash/vmlinux
 measure() {
 	local name=$1; shift
 	"$@" >/dev/null 2>&1 || true # warm-up: page cache
-	local times=() rss=0
+	local times=() rss=0 rc=0
 	for _ in $(seq "$runs"); do
 		[[ ${COLD:-} == 1 ]] && rm -f "$typecache"/types-*.json
-		/usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>&1 || true
+		rc=0
+		/usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/out" 2>&1 || rc=$?
+		# crash exits 0 after errors in batch mode: its own failure lines count.
+		grep -qE '^(crash: |Traceback|_drgn\.)' "$work/out" && rc=1
 		read -r s m < <(tail -n 1 "$work/t")
 		times+=("$s")
 		(( m > rss )) && rss=$m
 	done
 	local med
 	med=$(printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-	echo "$name $med $rss"
+	echo "$name $med $rss $rc"
 }
 
 {
@@ -64,7 +75,7 @@ measure() {
 
 echo "dump: $dump ($runs runs each, median wall time, max peak RSS)"
 awk '
-	{ t[$1] = $2; m[$1] = $3; printf "%-15s %8.3f s %9d KB\n", $1, $2, $3 }
+	{ t[$1] = $2; m[$1] = $3; printf "%-15s %8.3f s %9d KB%s\n", $1, $2, $3, ($4 != 0 ? "  FAILED (exit or error output)" : "") }
 	END {
 		printf "\nlog: crash/kcrash time %.1fx, peak RSS %.1fx\n", t["crash-log"]/t["kcrash-log"], m["crash-log"]/m["kcrash-log"]
 		printf "ps:  drgn/kcrash time %.1fx warm, %.1fx cold\n", t["drgn-ps"]/t["kcrash-ps"], t["drgn-ps"]/t["kcrash-ps-cold"]

@@ -230,6 +230,9 @@ func (v *Vmlinux) scanUnitOf(fn string) {
 func (v *Vmlinux) HintType(name, fn string) {
 	v.dwMu.Lock()
 	defer v.dwMu.Unlock()
+	if v.section(".debug_info") == nil {
+		return
+	}
 	if v.dwErr != nil {
 		return
 	}
@@ -303,6 +306,16 @@ func (v *Vmlinux) findType(name string) (dwarf.Offset, error) {
 func (v *Vmlinux) Type(name string) (dwarf.Type, error) {
 	v.dwMu.Lock()
 	defer v.dwMu.Unlock()
+	if b, err := v.btfTypes(); b != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		id, ok := b.lookup(name)
+		if !ok {
+			return nil, fmt.Errorf("%s: %w", name, ErrNoType)
+		}
+		return b.Dwarf(id), nil
+	}
 	name = strings.TrimSpace(name)
 	if t, ok := v.typeCache[name]; ok {
 		return t, nil
@@ -336,6 +349,21 @@ func (v *Vmlinux) Type(name string) (dwarf.Type, error) {
 // and type. Cost: reads only the DIEs of the structs on the path (the type
 // graph is not built; the member's type is, lazily, when asked for).
 func (v *Vmlinux) Member(typeName, path string) (int64, dwarf.Type, error) {
+	v.dwMu.Lock()
+	b, err := v.btfTypes()
+	if b != nil {
+		off, id, err := b.MemberOffset(typeName, path)
+		var t dwarf.Type
+		if err == nil {
+			t = b.Dwarf(id)
+		}
+		v.dwMu.Unlock()
+		return off, t, err
+	}
+	v.dwMu.Unlock()
+	if err != nil {
+		return 0, nil, err
+	}
 	off, toff, err := v.MemberOffset(typeName, path)
 	if err != nil {
 		return 0, nil, err
@@ -351,6 +379,13 @@ func (v *Vmlinux) Member(typeName, path string) (int64, dwarf.Type, error) {
 func (v *Vmlinux) MemberOffset(typeName, path string) (int64, dwarf.Offset, error) {
 	v.dwMu.Lock()
 	defer v.dwMu.Unlock()
+	if b, err := v.btfTypes(); b != nil || err != nil {
+		if err != nil {
+			return 0, 0, err
+		}
+		off, _, err := b.MemberOffset(typeName, path)
+		return off, 0, err
+	}
 	cands := []string{typeName}
 	if !strings.Contains(typeName, " ") {
 		cands = []string{"struct " + typeName, typeName, "union " + typeName}
@@ -589,4 +624,40 @@ func unitCompDir(v *Vmlinux, unit []byte) string {
 	}
 	d, _ := e.Val(dwarf.AttrCompDir).(string)
 	return d
+}
+
+// btfTypes returns the vmlinux's BTF when it has no DWARF but a .BTF
+// section (a vmlinux stripped with objcopy --strip-debug, or extracted from
+// vmlinuz): types then come from BTF. nil, nil means DWARF is used. Callers
+// hold dwMu.
+func (v *Vmlinux) btfTypes() (*BTF, error) {
+	if v.btfDone {
+		return v.btf, v.btfErr
+	}
+	v.btfDone = true
+	if v.section(".debug_info") != nil {
+		return nil, nil
+	}
+	b := v.section(".BTF")
+	if b == nil {
+		return nil, nil
+	}
+	v.btf, v.btfErr = ParseBTF(b)
+	if v.btfErr != nil {
+		v.btfErr = fmt.Errorf("%s: %w", v.Path, v.btfErr)
+	}
+	return v.btf, v.btfErr
+}
+
+// TypesFrom says where types come from: "DWARF", "BTF" or "none".
+func (v *Vmlinux) TypesFrom() string {
+	v.dwMu.Lock()
+	defer v.dwMu.Unlock()
+	if b, _ := v.btfTypes(); b != nil {
+		return "BTF"
+	}
+	if v.section(".debug_info") != nil {
+		return "DWARF"
+	}
+	return "none"
 }

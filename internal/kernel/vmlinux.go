@@ -44,6 +44,11 @@ type Vmlinux struct {
 	typeCache  map[string]dwarf.Type
 	cached     map[string]dwarf.Offset // from CacheDir: where earlier runs found types
 
+	// BTF, when the vmlinux has no DWARF (see btfTypes).
+	btfDone bool
+	btf     *BTF
+	btfErr  error
+
 	// CacheDir, when set, keeps an index of where types were found in the
 	// DWARF, per build ID, so later runs skip the scan.
 	CacheDir string
