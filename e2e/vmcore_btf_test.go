@@ -53,4 +53,3 @@ func TestVmcoreStrippedVmlinux(t *testing.T) {
 		})
 	}
 }
-
