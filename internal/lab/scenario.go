@@ -16,6 +16,7 @@ import (
 
 	labfiles "github.com/kcrash/kcrash/lab"
 
+	"github.com/kcrash/kcrash/internal/agent"
 	"github.com/kcrash/kcrash/internal/oops"
 )
 
@@ -174,6 +175,11 @@ func scenarioHash(name string, o ScenarioOptions) string {
 	opts, _ := json.Marshal(o)
 	fmt.Fprintf(h, "scenario %s lab %s setup %s modules %s base %q\n%s\n", name, Version, setupHash(), modulesHash(), BaseArgs, opts)
 	h.Write(labfiles.GuestInit)
+	if name == "pstore" {
+		// The agent runs inside the guest: its code is part of the recipe (its
+		// source package's hash, not the binary's, so other changes re-run nothing).
+		fmt.Fprintf(h, "agent %s\n", agent.SourceHash)
+	}
 	qa, _ := json.Marshal(GuestConfig{Kernel: &Kernel{}}.QEMUArgs())
 	h.Write(qa)
 	return hex.EncodeToString(h.Sum(nil))[:16]

@@ -49,6 +49,12 @@ type PstoreResult struct {
 	Missing          []string `json:"missing_lines,omitempty"`
 	Serial           string   `json:"serial"`
 	SecondsToReboot  float64  `json:"seconds_to_reboot"`
+	// CollectorReports are the reports the host's collector holds after kcrash agent,
+	// run inside the guest after the warm reset, delivered the records (Agent); the
+	// same with the collector down at the agent's first attempt: AgentCollectorDown.
+	CollectorReports   []CollectorReport `json:"collector_reports"`
+	Agent              *AgentRun         `json:"agent"`
+	AgentCollectorDown *AgentRun         `json:"agent_collector_down"`
 }
 
 var pstoreRecordRE = regexp.MustCompile(`(?m)^LAB: pstore-record (\S+) (\d+)\r?$`)
@@ -187,5 +193,21 @@ func runPstoreScenario(ctx context.Context, cfg *Config, o ScenarioOptions, dir 
 		}
 	}
 	res.OopsLinesMatched = len(lines) > 0 && len(res.Missing) == 0
+
+	// kcrash agent in the guest after the warm reset, delivering to the host.
+	kcrash, err := staticKcrash(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	if res.Agent, err = runAgentPstore(ctx, k, kcrash, dir, "pstore-agent", false); err != nil {
+		return nil, err
+	}
+	res.CollectorReports = res.Agent.Reports
+	if res.AgentCollectorDown, err = runAgentPstore(ctx, k, kcrash, dir, "pstore-agent-down", true); err != nil {
+		return nil, err
+	}
+	if kcrash == filepath.Join(dir, "kcrash-static") {
+		os.Remove(kcrash)
+	}
 	return res, nil
 }
