@@ -246,3 +246,39 @@ func itoa(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// TestPstoreScenarioAgent checks the pstore scenario's agent runs: kcrash agent in the
+// guest delivered the oops after the warm reset, once, with its source, both with the
+// collector up and with it down at the first attempt, and removed the records.
+func TestPstoreScenarioAgent(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(lab.DefaultDir(), "scenarios", "pstore", "result.json"))
+	if err != nil {
+		needLab(t, "no pstore scenario result: %v (kcrash lab scenario pstore)", err)
+	}
+	var res struct {
+		Result lab.PstoreResult `json:"result"`
+	}
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatal(err)
+	}
+	r := res.Result
+	if r.Agent == nil || r.AgentCollectorDown == nil {
+		needLab(t, "the pstore scenario result predates the agent runs (kcrash lab scenario pstore)")
+	}
+	if len(r.CollectorReports) != 1 {
+		t.Fatalf("collector_reports %+v, want one report", r.CollectorReports)
+	}
+	for _, run := range []*lab.AgentRun{r.Agent, r.AgentCollectorDown} {
+		if len(run.Reports) != 1 || run.Reports[0].Source != "pstore" || !strings.Contains(run.Reports[0].Title, "lkdtm_"+r.Trigger) {
+			t.Errorf("collector down %v: reports %+v, want one %s report from pstore", run.CollectorDown, run.Reports, r.Trigger)
+		}
+		if run.AgentExit != "0" || len(run.RecordsLeft) != 0 {
+			t.Errorf("collector down %v: agent exit %q, records left %v", run.CollectorDown, run.AgentExit, run.RecordsLeft)
+		}
+	}
+	if !r.AgentCollectorDown.CollectorDown {
+		t.Error("the second run did not start with the collector down")
+	}
+	t.Logf("delivered %.1f s after the warm reset (collector up), %.1f s (collector down at first)",
+		r.Agent.SecondsToDelivery, r.AgentCollectorDown.SecondsToDelivery)
+}
