@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 	"unsafe"
@@ -77,7 +78,8 @@ func (s *sender) send(n int, srcs [][4]byte) error {
 
 // fleet is the simulated hosts: host i sends from 127.(1+i/62500).(1+i/250%250).(1+i%250)
 // extended records with its own sequence numbers; crash hosts send a real oops
-// (the lab's ACCESS_NULL capture, renumbered) half-way through.
+// (the lab's ACCESS_NULL capture, renumbered) at their crashAt-th record, in one
+// burst as a dying kernel does, between the other hosts' records.
 type fleet struct {
 	srcs    [][4]byte
 	seq     []uint64
@@ -85,6 +87,7 @@ type fleet struct {
 	script  []string
 	crashAt uint64
 	next    int
+	burst   []int // hosts in the middle of their crash burst
 }
 
 func newFleet(hosts, crashes int, script []string, crashAt uint64) *fleet {
@@ -102,8 +105,13 @@ func newFleet(hosts, crashes int, script []string, crashAt uint64) *fleet {
 // fill writes the next n datagrams into s's buffers, round-robin over hosts.
 func (f *fleet) fill(s *sender, n int, srcs [][4]byte) {
 	for i := 0; i < n; i++ {
-		h := f.next
-		f.next = (f.next + 1) % len(f.srcs)
+		var h int
+		if len(f.burst) > 0 && i%2 == 1 {
+			h = f.burst[0] // every other datagram, the next line of a crash
+		} else {
+			h = f.next
+			f.next = (f.next + 1) % len(f.srcs)
+		}
 		srcs[i] = f.srcs[h]
 		seq := f.seq[h]
 		f.seq[h]++
@@ -112,6 +120,12 @@ func (f *fleet) fill(s *sender, n int, srcs [][4]byte) {
 		if line, ok := f.crash[h]; ok && (line >= 0 || seq == f.crashAt) && line < len(f.script) {
 			text = f.script[max(line, 0)]
 			f.crash[h] = max(line, 0) + 1
+			switch {
+			case line < 0:
+				f.burst = append(f.burst, h)
+			case line+1 >= len(f.script):
+				f.burst = slices.DeleteFunc(f.burst, func(x int) bool { return x == h })
+			}
 		}
 		b = strconv.AppendUint(b, 4, 10)
 		b = append(b, ',')

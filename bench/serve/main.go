@@ -26,6 +26,7 @@ import (
 
 	"github.com/kcrash/kcrash/internal/collector"
 	"github.com/kcrash/kcrash/internal/netconsole"
+	"github.com/kcrash/kcrash/internal/store"
 	"github.com/kcrash/kcrash/internal/store/sqlite"
 )
 
@@ -107,6 +108,7 @@ type result struct {
 	heapPeak       uint64
 	hosts          int64
 	shed, kept     uint64 // overload: ordinary datagrams shed, crash datagrams kept
+	whole          uint64 // reports neither corrupted nor cut before the panic
 	crashDrops     uint64
 	perHost        float64 // heap bytes per host after warm-up (with -warm)
 }
@@ -134,13 +136,13 @@ func run(hosts, crashes int, d time.Duration, tries int, scriptPath string) erro
 	if err != nil {
 		return err
 	}
-	fmt.Printf("collector drain (blast): %.0f records/s (sent %d, received %d), %d/%d crashes stored, heap peak %.1f MiB\n",
-		blast.rate(), blast.sent, blast.received, blast.reports, crashes, float64(blast.heapPeak)/(1<<20))
+	fmt.Printf("collector drain (blast): %.0f records/s (sent %d, received %d, shed %d), %d reports for %d crashes (%d whole), heap peak %.1f MiB\n",
+		blast.rate(), blast.sent, blast.received, blast.shed, blast.reports, crashes, blast.whole, float64(blast.heapPeak)/(1<<20))
 	rate := blast.rate() * 0.95
 	var best *result
 	// A blast run that lost nothing is itself a sustained zero-loss rate: the
 	// generator, sharing the CPUs, was the limit.
-	if blast.sent == blast.received && blast.gaps == 0 && blast.reports == uint64(crashes) {
+	if blast.sent == blast.received && blast.gaps == 0 && blast.reports == uint64(crashes) && blast.whole == uint64(crashes) {
 		best = &blast
 	}
 	for i := 0; i < tries && best == nil; i++ {
@@ -149,9 +151,9 @@ func run(hosts, crashes int, d time.Duration, tries int, scriptPath string) erro
 			return err
 		}
 		lost := r.sent - r.received
-		fmt.Printf("collector at %.0f/s: sent %d, received %d, lost %d, gaps %d, %d/%d crashes stored, %d hosts, heap peak %.1f MiB\n",
-			rate, r.sent, r.received, lost, r.gaps, r.reports, crashes, r.hosts, float64(r.heapPeak)/(1<<20))
-		if lost == 0 && r.gaps == 0 && r.reports == uint64(crashes) {
+		fmt.Printf("collector at %.0f/s: sent %d, received %d, lost %d, gaps %d, %d reports for %d crashes (%d whole), %d hosts, heap peak %.1f MiB\n",
+			rate, r.sent, r.received, lost, r.gaps, r.reports, crashes, r.whole, r.hosts, float64(r.heapPeak)/(1<<20))
+		if lost == 0 && r.gaps == 0 && r.reports == uint64(crashes) && r.whole == uint64(crashes) {
 			best = &r
 		}
 		rate *= 0.85
@@ -159,16 +161,16 @@ func run(hosts, crashes int, d time.Duration, tries int, scriptPath string) erro
 	if best == nil {
 		return errors.New("no zero-loss rate found")
 	}
-	fmt.Printf("RESULT sustained zero-loss: %.0f records/s; raw drain %.0f/s; ratio %.0f%%; every crash stored: %d/%d; heap peak %.1f MiB; heap per warm host %.0f bytes\n",
-		best.rate(), raw.rate(), 100*best.rate()/raw.rate(), best.reports, crashes, float64(best.heapPeak)/(1<<20), best.perHost)
+	fmt.Printf("RESULT sustained zero-loss: %.0f records/s; raw drain %.0f/s; ratio %.0f%%; crashes stored whole: %d/%d; heap peak %.1f MiB; heap per warm host %.0f bytes\n",
+		best.rate(), raw.rate(), 100*best.rate()/raw.rate(), best.whole, crashes, float64(best.heapPeak)/(1<<20), best.perHost)
 	// Overload: twice the sustained rate. Ordinary records are shed; every crash
 	// must still be stored.
 	over, err := measure(hosts, crashes, script, 2*best.rate(), d, true)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("RESULT overload at %.0f/s (2x): sent %d, processed %d, shed %d, crash datagrams kept %d, lost %d; %d/%d crashes stored\n",
-		2*best.rate(), over.sent, over.received, over.shed, over.kept, over.crashDrops, over.reports, crashes)
+	fmt.Printf("RESULT overload at %.0f/s (2x): sent %d (%.0f/s), processed %d, shed %d, crash datagrams kept %d, lost %d; %d reports for %d crashes, %d whole\n",
+		2*best.rate(), over.sent, float64(over.sent)/d.Seconds(), over.received, over.shed, over.kept, over.crashDrops, over.reports, crashes, over.whole)
 	return nil
 }
 
@@ -185,16 +187,18 @@ func measure(hosts, crashes int, script []string, rate float64, d time.Duration,
 	var col *collector.Collector
 	var stopCol func()
 	var tmp string
+	var st store.Store
 	if withCollector {
 		tmp, err = os.MkdirTemp("", "serve-bench-")
 		if err != nil {
 			return res, err
 		}
 		defer os.RemoveAll(tmp)
-		st, err := sqlite.Open(ctx, filepath.Join(tmp, "k.db"))
+		sq, err := sqlite.Open(ctx, filepath.Join(tmp, "k.db"))
 		if err != nil {
 			return res, err
 		}
+		st = sq
 		defer st.Close()
 		col = collector.New(collector.Options{Store: st, LogDir: filepath.Join(tmp, "logs"), MaxHosts: hosts + 10})
 		cctx, cancel := context.WithCancel(ctx)
@@ -283,6 +287,17 @@ func measure(hosts, crashes int, script []string, rate float64, d time.Duration,
 		}
 		stopCol()
 		res.reports = col.Stats.Reports.Load()
+		// A crash is stored whole when its report is not corrupted and reaches the
+		// panic (the capture ends with it).
+		reps, err := st.Reports(ctx, store.ReportQuery{Limit: 1000})
+		if err != nil {
+			return res, err
+		}
+		for _, r := range reps {
+			if !r.Corrupted && r.Panicked {
+				res.whole++
+			}
+		}
 		res.gaps = col.Stats.Gaps.Load()
 		res.hosts = col.Stats.Hosts.Load()
 		res.shed, res.kept, res.crashDrops = col.Stats.Shed.Load(), col.Stats.Kept.Load(), col.Stats.CrashDrops.Load()

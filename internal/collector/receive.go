@@ -54,31 +54,51 @@ func (c *Collector) Receive(socket int, now time.Time, pkts []netconsole.Packet)
 		time.Sleep(200 * time.Microsecond)
 	}
 	if len(q.queue) < rxChunks {
+		if q.kept != nil { // what was kept while shedding goes first
+			q.queue <- q.kept
+			q.kept = nil
+		}
 		q.queue <- ch
 		return
 	}
-	// The collector is behind: keep what belongs to a crash, shed the rest.
-	kept := q.get(now)
+	// The collector is behind: keep what belongs to a crash, shed the rest. The
+	// kept datagrams gather in q.kept, which goes to the queue's reserve when full,
+	// before the next batch once there is room, or to the processor when it has
+	// emptied the queue.
 	for i := range ch.pkts {
 		p := &ch.pkts[i]
-		if q.hot(p.From, now) {
-			kept.add(p)
-		} else {
+		if !q.hot(p.From, now) {
 			c.Stats.Shed.Add(1)
+			continue
 		}
+		if q.kept == nil {
+			q.kept = q.get(now)
+		}
+		q.kept.add(p)
+		c.Stats.Kept.Add(1)
 	}
 	q.put(ch)
-	if len(kept.pkts) == 0 {
-		q.put(kept)
-		return
+	if q.kept != nil && len(q.kept.pkts) >= keptChunk {
+		select {
+		case q.queue <- q.kept: // the reserve
+		default:
+			c.Stats.CrashDrops.Add(uint64(len(q.kept.pkts)))
+			q.put(q.kept)
+		}
+		q.kept = nil
 	}
-	select {
-	case q.queue <- kept: // the reserve
-		c.Stats.Kept.Add(uint64(len(kept.pkts)))
-	default:
-		c.Stats.CrashDrops.Add(uint64(len(kept.pkts)))
-		q.put(kept)
-	}
+}
+
+// keptChunk is how many kept datagrams make a chunk of the queue's reserve.
+const keptChunk = 256
+
+// takeKept returns the datagrams kept aside while shedding, if any.
+func (q *rxQueue) takeKept() *chunk {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k := q.kept
+	q.kept = nil
+	return k
 }
 
 // hotFor is how long after a datagram that starts a report its host's datagrams
@@ -95,6 +115,8 @@ type rxQueue struct {
 	free  chan *chunk
 	// hotUntil: hosts that sent a report's first line recently (reader side).
 	hotUntil map[netip.AddrPort]time.Time
+	// kept gathers the datagrams kept while shedding (see Receive).
+	kept *chunk
 	// handled is the receipt time (UnixNano) of the chunk the processor handles or
 	// handled last.
 	handled atomic.Int64
@@ -223,12 +245,26 @@ func (c *Collector) process(socket int, q *rxQueue, stop <-chan struct{}) {
 		select {
 		case ch := <-q.queue:
 			handle(ch)
+			continue
+		default:
+		}
+		// The queue is empty: what the reader kept aside while shedding is next.
+		if k := q.takeKept(); k != nil {
+			handle(k)
+			continue
+		}
+		select {
+		case ch := <-q.queue:
+			handle(ch)
 		case <-stop:
 			for {
 				select {
 				case ch := <-q.queue:
 					handle(ch)
 				default:
+					if k := q.takeKept(); k != nil {
+						handle(k)
+					}
 					return
 				}
 			}

@@ -35,9 +35,11 @@ func TestReceiveOverload(t *testing.T) {
 	now := time.Now()
 	seq := map[int]int{}
 	sent := 0
-	// 400 batches of 256 datagrams: far more than the queue holds. Each crashing
-	// host sends its whole capture, one record per batch, from batch 100 on.
-	for b := 0; b < 400; b++ {
+	// Batches of 250 datagrams, far more than the queue holds. From batch 100 on,
+	// the crashing hosts send their captures in turn, one record per batch: the
+	// crash records are spread over several times more batches than the queue's
+	// reserve has room for.
+	for b := 0; b < 100+len(crashers)*len(crash)+10; b++ {
 		var batch []netconsole.Packet
 		for i := 0; i < 250; i++ {
 			h := (b*250 + i) % 1000
@@ -45,10 +47,8 @@ func TestReceiveOverload(t *testing.T) {
 			batch = append(batch, netconsole.Packet{From: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 6, byte(h >> 8), byte(h)}), 6665),
 				Data: []byte(fmt.Sprintf("6,%d,%d,-;ordinary line %d", seq[h], 1000*seq[h], b))})
 		}
-		if k := b - 100; k >= 0 && k < len(crash) {
-			for _, from := range crashers {
-				batch = append(batch, netconsole.Packet{From: from, Data: crash[k]})
-			}
+		if k, j := (b-100)/len(crashers), (b-100)%len(crashers); b >= 100 && k < len(crash) {
+			batch = append(batch, netconsole.Packet{From: crashers[j], Data: crash[k]})
 		}
 		sent += len(batch)
 		c.Receive(0, now, batch)
