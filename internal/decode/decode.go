@@ -286,9 +286,17 @@ func (d *Decoder) Decode(r *oops.Report) *Result {
 				trapAddr = r.Registers["RIP"]
 			}
 		}
-		if r.Arch == "arm64" || r.Code.TrapLen == 4 {
+		if trapAddr == 0 && r.Registers != nil && strings.HasPrefix(r.Arch, "arm") {
+			trapAddr = r.Registers["pc"] // "PC is at func+off" names no address; the register line does
+		}
+		switch {
+		case r.Arch == "arm" && r.Code.TrapLen == 4:
+			res.Code, err = disasm.ARM(r.Code.Bytes, r.Code.Trap, trapAddr)
+		case r.Arch == "arm":
+			err = disasm.ErrThumb
+		case r.Arch == "arm64" || r.Code.TrapLen == 4:
 			res.Code, err = disasm.ARM64(r.Code.Bytes, r.Code.Trap, trapAddr)
-		} else {
+		default:
 			res.Code, err = disasm.X86(r.Code.Bytes, r.Code.Trap, trapAddr, nil)
 		}
 		if err != nil {

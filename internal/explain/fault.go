@@ -23,8 +23,12 @@ func explainFault(e *Explanation, r *oops.Report, code []disasm.Inst, trapIdx in
 	if trapIdx >= 0 {
 		trap = &code[trapIdx]
 	}
-	if r.Arch == "arm64" {
+	switch r.Arch {
+	case "arm64":
 		explainFaultA64(e, r, trap)
+		return
+	case "arm":
+		explainFaultA32(e, r, trap)
 		return
 	}
 	var cr2 *uint64

@@ -344,8 +344,16 @@ func fill(r *Report, lines []string) {
 	ipFromHeader := false      // r.IP came from an "IP:" header line, before the register dump
 	var lineBuf [2]Frame       // the frames of one trace line (stays on the stack)
 	var cpuM []string          // cpuLine's submatches, found once in the case that tests it
+	arm32 := false             // a line only 32-bit ARM prints
 	for i, s := range lines {
 		t := strings.TrimSpace(s)
+		if !arm32 && t != "" && (t[0] == 'F' || t[0] == 'I') &&
+			(strings.HasPrefix(t, "Flags: ") && strings.Contains(t, " Mode ") ||
+				strings.HasPrefix(t, "Internal error: ") && (strings.HasSuffix(t, " ARM") || strings.HasSuffix(t, " THUMB2"))) {
+			// 32-bit ARM: __show_regs's "Flags: nzCv  IRQs on  FIQs on  Mode SVC_32  ISA ARM",
+			// or die()'s "Internal error: Oops: 5 [#1] PREEMPT SMP ARM" (arm64 names no ISA).
+			arm32 = true
+		}
 		switch {
 		case strings.HasPrefix(t, "---[ end trace"):
 			ended, inTrace, regs = true, false, nil
@@ -440,7 +448,7 @@ func fill(r *Report, lines []string) {
 			if r.IP == nil {
 				r.IP = &Frame{Raw: t, Addr: regs["pc"], Reliable: true}
 			}
-			r.Arch = "arm64"
+			r.Arch = armPCArch(t)
 		case isIPLine(t):
 			m := ripLine.FindStringSubmatch(t)
 			var rest, seg string
@@ -580,11 +588,14 @@ func fill(r *Report, lines []string) {
 			r.Comm, r.PID = m[1], &pid
 		}
 	}
+	if arm32 && r.Arch == "arm64" {
+		r.Arch = "arm"
+	}
 	if r.Registers != nil {
 		if v, ok := r.Registers["CR2"]; ok && r.FaultAddress == nil && (r.Kind == KindPageFault || r.Kind == KindNullDeref) {
 			r.FaultAddress = &v
 		}
-		if r.IP != nil && r.IP.Addr != 0 && r.Arch != "arm64" {
+		if r.IP != nil && r.IP.Addr != 0 && !strings.HasPrefix(r.Arch, "arm") {
 			r.Registers["RIP"] = r.IP.Addr
 		}
 	}
@@ -624,4 +635,20 @@ func isKFENCEAccess(t string) bool {
 func submatchInto(rx *regexp.Regexp, s string, m *[]string) bool {
 	*m = rx.FindStringSubmatch(s)
 	return *m != nil
+}
+
+// armPCArch tells 32-bit ARM's register line ("pc : [<c0a2d832>]    lr : [<…>]    psr:
+// 600000d3") from old arm64's ("pc : [<ffffffc000085f48>] lr : [<…>] pstate: 600001c5"):
+// by the psr/pstate name, else by the width of the pc.
+func armPCArch(t string) string {
+	switch {
+	case strings.Contains(t, "pstate"):
+		return "arm64"
+	case strings.Contains(t, "psr:"):
+		return "arm"
+	}
+	if m := armPCLine.FindStringSubmatch(t); m != nil && m[1] == "pc" && len(m[2]) <= 8 {
+		return "arm"
+	}
+	return "arm64"
 }

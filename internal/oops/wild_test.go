@@ -13,7 +13,8 @@ import (
 // wildFacts is testdata/wild/NAME.json: facts a kernel engineer read by eye from a
 // report as it was posted (see testdata/wild/README.md).
 type wildFacts struct {
-	Source  string `json:"source"`
+	Source  string  `json:"source"`
+	Arch    *string `json:"arch"`
 	Reports []struct {
 		Kind        Kind     `json:"kind"`
 		Function    *string  `json:"function"`
@@ -116,8 +117,8 @@ func TestWild(t *testing.T) {
 		t.Fatal("no wild corpus in testdata/wild")
 	}
 	facts := []*wildFact{{name: "found"}, {name: "kind"}, {name: "function"}, {name: "module"},
-		{name: "first_frames"}, {name: "code_trap"}}
-	found, kind, function, module, frames, trap := facts[0], facts[1], facts[2], facts[3], facts[4], facts[5]
+		{name: "first_frames"}, {name: "code_trap"}, {name: "arch"}}
+	found, kind, function, module, frames, trap, arch := facts[0], facts[1], facts[2], facts[3], facts[4], facts[5], facts[6]
 	for _, jf := range files {
 		name := strings.TrimSuffix(filepath.Base(jf), ".json")
 		var want wildFacts
@@ -188,6 +189,12 @@ func TestWild(t *testing.T) {
 			}
 			th := trapHex(r.Code)
 			trap.check(th == strOrNull(w.CodeTrap), where, th, strOrNull(w.CodeTrap))
+			if want.Arch != nil && r.Arch != "" {
+				// The architecture a reader names from the whole post; kcrash names it
+				// only from the report's own register lines, and a wrong name picks the
+				// wrong disassembler.
+				arch.check(r.Arch == *want.Arch, where, r.Arch, *want.Arch)
+			}
 		}
 	}
 	var misses []string
