@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,9 +23,25 @@ func reportDecoder(l *symbols.Lookup) web.Decoder {
 }
 
 // findVmlinux returns web.Options.FindVmlinux: the symbol sources asked by release.
+// A download (a -dbg package, a GiB vmlinux from debuginfod) outlives the page's
+// deadline: it goes on in the background and a later view of the page finds it.
 func findVmlinux(l *symbols.Lookup) func(ctx context.Context, release string) (string, error) {
 	return func(ctx context.Context, release string) (string, error) {
-		return l.Find(ctx, symbols.Query{Release: release})
+		type found struct {
+			path string
+			err  error
+		}
+		ch := make(chan found, 1)
+		go func() {
+			p, err := l.Find(context.Background(), symbols.Query{Release: release})
+			ch <- found{p, err}
+		}()
+		select {
+		case f := <-ch:
+			return f.path, f.err
+		case <-ctx.Done():
+			return "", fmt.Errorf("the symbols of %s are still being fetched; reload the page later", release)
+		}
 	}
 }
 

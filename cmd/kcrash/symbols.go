@@ -60,6 +60,8 @@ func (f *symbolFlags) lookup(env *cmdEnv) *symbols.Lookup {
 	if *f.dbg || *f.debDir != "" {
 		if _, err := exec.LookPath("dpkg-deb"); err == nil {
 			d := &symbols.Debian{Dir: symbols.DefaultDebianDir(), DebDir: *f.debDir}
+			// Temporary downloads and unpacks of a killed process.
+			(&symbols.Cache{Dir: d.Dir}).Clean(24 * time.Hour)
 			if tty {
 				d.Progress = func(msg string) { fmt.Fprintf(env.stderr, "kcrash: %s\033[K\n", msg) }
 			}
