@@ -64,7 +64,7 @@ measure() {
 
 {
 	measure kcrash-log "$work/kcrash" vmcore "$vmlinux" "$dump" log
-	measure crash-log sh -c "echo log | crash -s '$vmlinux' '$dump'"
+	measure crash-log sh -c "printf 'log\nq\n' | crash -s '$vmlinux' '$dump'"
 	COLD=1 measure kcrash-ps-cold "$work/kcrash" vmcore "$vmlinux" "$dump" ps
 	measure kcrash-ps "$work/kcrash" vmcore "$vmlinux" "$dump" ps
 	measure drgn-ps drgn -q -c "$dump" -s "$vmlinux" "$work/ps.py"
