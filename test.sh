@@ -42,7 +42,7 @@ for s in race regression hardware pstore repro fleet bisect; do
 done
 # --- kcrash vmcore: the e2e tests compare it with Debian's crash and drgn.
 vmcore_pkgs=()
-for p in crash python3-drgn; do
+for p in crash python3-drgn binutils; do # binutils: objcopy for the stripped-vmlinux (BTF) test
 	[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] || vmcore_pkgs+=("$p")
 done
 if [ ${#vmcore_pkgs[@]} -gt 0 ]; then
