@@ -30,11 +30,14 @@ import (
 // MaxSteps bounds a script's execution (Starlark computation steps).
 const MaxSteps = 1 << 30
 
+// maxSteps is MaxSteps, lowered by tests.
+var maxSteps uint64 = MaxSteps
+
 // Run executes the Starlark program src (named name in errors) with prog
 // bound to the session's dump, printing to w.
 func Run(s *crashcmd.Session, name string, src []byte, w io.Writer) error {
 	th := &starlark.Thread{Name: name, Print: func(_ *starlark.Thread, msg string) { fmt.Fprintln(w, msg) }}
-	th.SetMaxExecutionSteps(MaxSteps)
+	th.SetMaxExecutionSteps(maxSteps)
 	pre := starlark.StringDict{"prog": &Program{s: s}, "struct": starlark.NewBuiltin("struct", starlarkstruct.Make)}
 	_, err := starlark.ExecFileOptions(&syntax.FileOptions{While: true, TopLevelControl: true, GlobalReassign: true, Set: true}, th, name, src, pre)
 	var ee *starlark.EvalError
