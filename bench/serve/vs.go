@@ -132,6 +132,7 @@ func startKcrash(bin, dir string) (*daemon, error) {
 	l.Close()
 	cmd := exec.Command(bin, "serve", "--udp", fmt.Sprintf("127.0.0.1:%d", port), "--http", httpAddr,
 		"--db", filepath.Join(dir, "kcrash.db"), "--logs", filepath.Join(dir, "logs"))
+	cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("KCRASH_ARGS"))...)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -131,7 +131,7 @@ type Collector struct {
 	wg              sync.WaitGroup
 	closed          chan struct{}
 	evict           atomic.Bool // a new host found MaxHosts reached
-	rx              []*rxQueue  // Receive's queues, one per socket
+	rx              []*rxQueue  // Receive's queues, one per shard
 	stopped         atomic.Bool // Run is ending: Receive takes nothing more
 	fill            func(socket int) float64
 	zip             compactor // the tick's, for idle contexts

@@ -12,8 +12,8 @@ import (
 )
 
 // Receive is the netconsole.Handler of a live receiver. It copies each batch into a
-// queue and returns at once; one goroutine per socket (started by Run) feeds the
-// queue to HandleBatch. The socket's reader thus goes back to recvmmsg at once,
+// queue and returns at once; one goroutine per shard (started by Run) feeds its
+// queue to the shard. The socket's reader thus goes back to recvmmsg at once,
 // and when the collector falls behind the choice of what to lose is the
 // collector's, not the kernel's: with the queue full, Receive sheds ordinary
 // datagrams (counted in Stats.Shed) and keeps, in the queue's reserve, every
@@ -28,10 +28,28 @@ import (
 // receiver starts.
 func (c *Collector) SetBackpressure(fill func(socket int) float64) { c.fill = fill }
 
-// Receive is safe for concurrent use by several sockets' readers; socket should be
-// below Options.Shards (the serve command opens one socket per shard).
+// Receive is safe for concurrent use by several sockets' readers. There is one
+// queue per shard: a batch is split by the shard of each source, so each shard's
+// goroutine handles its own hosts without taking another shard's lock.
 func (c *Collector) Receive(socket int, now time.Time, pkts []netconsole.Packet) {
-	q := c.rx[socket%len(c.rx)]
+	if len(c.rx) == 1 {
+		c.receive(c.rx[0], socket, now, pkts)
+		return
+	}
+	parts := make([][]netconsole.Packet, len(c.rx))
+	for i := range pkts {
+		k := shardOf(pkts[i].From, len(c.rx))
+		parts[k] = append(parts[k], pkts[i])
+	}
+	for k, part := range parts {
+		if len(part) > 0 {
+			c.receive(c.rx[k], socket, now, part)
+		}
+	}
+}
+
+// receive queues pkts (all of one shard) on that shard's queue q.
+func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netconsole.Packet) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if c.stopped.Load() {
@@ -43,8 +61,7 @@ func (c *Collector) Receive(socket int, now time.Time, pkts []netconsole.Packet)
 		q.hotCheck(&pkts[i], now)
 		ch.add(&pkts[i])
 	}
-	// Only this reader sends on q.queue (under q.mu): a length below the limit
-	// means the send cannot block. With the queue at its limit, the reader waits
+	// Senders hold q.mu: a length below the limit means the send cannot block. With the queue at its limit, the reader waits
 	// while the socket's kernel buffer is less than half full: a burst it absorbs
 	// costs nothing; only an overload that would fill it is shed.
 	for len(q.queue) >= rxChunks && c.fill != nil && !c.stopped.Load() {
@@ -106,7 +123,8 @@ func (q *rxQueue) takeKept() *chunk {
 // a second or two.
 const hotFor = 10 * time.Second
 
-// rxQueue is one socket's queue between its reader and its processing goroutine.
+// rxQueue is one shard's queue between the sockets' readers and the shard's
+// processing goroutine.
 type rxQueue struct {
 	mu sync.Mutex
 	// queue holds up to rxChunks batches of every kind and as many again of
@@ -233,12 +251,12 @@ func (q *rxQueue) put(ch *chunk) {
 	}
 }
 
-// process feeds one socket's queue to HandleBatch until stop is closed; then it
+// process feeds one shard's queue to the shard until stop is closed; then it
 // handles what is queued and returns.
-func (c *Collector) process(socket int, q *rxQueue, stop <-chan struct{}) {
+func (c *Collector) process(shard int, q *rxQueue, stop <-chan struct{}) {
 	handle := func(ch *chunk) {
 		q.handled.Store(ch.now.UnixNano())
-		c.HandleBatch(socket, ch.now, ch.pkts)
+		c.handleShard(c.shards[shard], ch.now, ch.pkts, -1) // every packet is of this shard
 		q.put(ch)
 	}
 	for {

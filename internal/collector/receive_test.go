@@ -18,8 +18,14 @@ import (
 // the crashing hosts from their report's first line on is kept, so when the
 // collector runs every crash is stored whole, once.
 func TestReceiveOverload(t *testing.T) {
+	for _, shards := range []int{1, 2} {
+		t.Run(fmt.Sprint(shards, " shards"), func(t *testing.T) { receiveOverload(t, shards) })
+	}
+}
+
+func receiveOverload(t *testing.T, shards int) {
 	s := openStore(t)
-	c := New(Options{Store: s})
+	c := New(Options{Store: s, Shards: shards})
 	crash := datagrams(t, "ACCESS_NULL.netconsole-ext")
 	start := -1
 	for i, d := range crash {
@@ -51,7 +57,7 @@ func TestReceiveOverload(t *testing.T) {
 			batch = append(batch, netconsole.Packet{From: crashers[j], Data: crash[k]})
 		}
 		sent += len(batch)
-		c.Receive(0, now, batch)
+		c.Receive(b%shards, now, batch)
 	}
 	if c.Stats.Shed.Load() == 0 || c.Stats.Kept.Load() == 0 {
 		t.Fatalf("shed %d, kept %d: no overload", c.Stats.Shed.Load(), c.Stats.Kept.Load())
