@@ -17,7 +17,7 @@ func init() {
 	register(&command{
 		name:     "agent",
 		synopsis: "deliver the crash logs a host kept across its reboot (pstore, kdump) to a kcrash collector",
-		usage:    "kcrash agent --server URL --token T [--host NAME] [--pstore DIR] [--crash-dir DIR] [--state FILE] [--once] [--json]",
+		usage:    "kcrash agent --server URL --token T [--host NAME] [--pstore DIR] [--crash-dir DIR] [--state FILE] [--upload-vmcore] [--once] [--json]",
 		run:      runAgent,
 	})
 }
@@ -35,6 +35,7 @@ func runAgent(env *cmdEnv, args []string) error {
 	once := fs.Bool("once", false, "try once and exit (status 1 when something was not delivered); default: retry until all is delivered")
 	maxWait := fs.Duration("retry-max", time.Minute, "longest wait between attempts")
 	asJSON := fs.Bool("json", false, "print the outcome of each crash log as JSON")
+	upload := fs.Bool("upload-vmcore", false, "also upload the vmcore next to each kdump log (resumable; the collector needs serve --dumps)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -47,11 +48,12 @@ func runAgent(env *cmdEnv, args []string) error {
 		return err
 	}
 	a := &agent.Agent{
-		Client:    &agent.Client{Server: *server, Token: *token, Host: *host},
-		Journal:   j,
-		PstoreDir: existingDir(*pstore),
-		CrashDir:  existingDir(*crashDir),
-		Log:       func(format string, args ...any) { fmt.Fprintf(env.stderr, "kcrash agent: "+format+"\n", args...) },
+		Client:       &agent.Client{Server: *server, Token: *token, Host: *host},
+		Journal:      j,
+		PstoreDir:    existingDir(*pstore),
+		CrashDir:     existingDir(*crashDir),
+		UploadVmcore: *upload,
+		Log:          func(format string, args ...any) { fmt.Fprintf(env.stderr, "kcrash agent: "+format+"\n", args...) },
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

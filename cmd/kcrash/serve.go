@@ -89,6 +89,8 @@ func runServe(env *cmdEnv, args []string) error {
 	logMax := fs.Int64("log-max", 8<<20, "rotate a host's raw log at this many `bytes`")
 	spoolPath := fs.String("spool", "", "`file` each report is fsynced to before it is stored, and stored from after a crash (default: .spool in --logs; \"none\" for none)")
 	sf := addSymbolFlags(fs, "`directory` of vmlinux files per release, for decoded reports", false)
+	dumps := fs.String("dumps", filepath.Join(dataDir(), "dumps"), "`directory` for vmcores uploaded by kcrash agent --upload-vmcore (empty: refuse them)")
+	dumpMax := fs.Int64("dump-max", 4<<30, "largest vmcore upload in `bytes`")
 	token := fs.String("token", os.Getenv("KCRASH_TOKEN"), "bearer `token` for write endpoints, taken from the Authorization header only (default $KCRASH_TOKEN; empty disables them)")
 	readToken := fs.String("read-token", os.Getenv("KCRASH_READ_TOKEN"), "`token` the dashboard, API, live tail and metrics need (Bearer, or Basic password; default $KCRASH_READ_TOKEN; empty: open to anyone who can reach --http)")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `file` (PEM; with --tls-key)")
@@ -164,8 +166,9 @@ func runServe(env *cmdEnv, args []string) error {
 	var decodeErrors counter
 	srv := &http.Server{Handler: web.New(web.Options{
 		Store: st, Pipeline: col, Token: *token, ReadToken: *readToken, Symbols: *sf.dir, SilentAfter: *silent,
-		Decoder:      reportDecoder(sf.lookup(env)),
-		FindVmlinux:  findVmlinux(sf.lookup(env)),
+		Decoder:     reportDecoder(sf.lookup(env)),
+		FindVmlinux: findVmlinux(sf.lookup(env)),
+		DumpDir:     *dumps, DumpMax: *dumpMax,
 		Metrics:      func(w io.Writer) { writeMetrics(w, col, decodeErrors.load()); fl.writeMetrics(w) },
 		Fleet:        fl.engine,
 		DecodeErrors: decodeErrors.inc,

@@ -85,11 +85,13 @@ func (c *Client) Send(ctx context.Context, d Dump) ([]Stored, error) {
 
 // Entry is what the journal keeps of a delivered dump.
 type Entry struct {
-	Source   string    `json:"source"`
-	Files    []string  `json:"files"`
-	Reports  []Stored  `json:"reports,omitempty"`
-	NoReport bool      `json:"no_report,omitempty"` // the collector found no report: kept, not resent
-	At       time.Time `json:"at"`
+	Source   string   `json:"source"`
+	Files    []string `json:"files"`
+	Reports  []Stored `json:"reports,omitempty"`
+	NoReport bool     `json:"no_report,omitempty"` // the collector found no report: kept, not resent
+	// DumpUploaded says the vmcore next to a kdump log was uploaded completely.
+	DumpUploaded bool      `json:"dump_uploaded,omitempty"`
+	At           time.Time `json:"at"`
 }
 
 // Journal records the dumps delivered, by key, in a JSON file replaced atomically
@@ -162,6 +164,10 @@ type Agent struct {
 	Journal   *Journal
 	PstoreDir string // "" for none
 	CrashDir  string // "" for none
+	// UploadVmcore also uploads the dump file next to a kdump log (resumable, in
+	// chunks of Chunk bytes) once the log is delivered.
+	UploadVmcore bool
+	Chunk        int64
 	// Log, when set, is told what happens (the command prints it).
 	Log func(format string, args ...any)
 }
@@ -174,7 +180,9 @@ type Outcome struct {
 	Reports []Stored `json:"reports,omitempty"`
 	// State: "delivered", "already delivered", "no report", "failed".
 	State string `json:"state"`
-	Err   string `json:"error,omitempty"`
+	// Dump is "uploaded" when the vmcore went up in this run.
+	Dump string `json:"dump,omitempty"`
+	Err  string `json:"error,omitempty"`
 }
 
 func (a *Agent) log(format string, args ...any) {
@@ -211,6 +219,9 @@ func (a *Agent) RunOnce(ctx context.Context) ([]Outcome, error) {
 			} else if d.Source == "pstore" {
 				a.remove(d) // killed after the journal was written, before the removal
 			}
+			if !a.uploadCore(ctx, d, &o) {
+				failed++
+			}
 			out = append(out, o)
 			continue
 		}
@@ -237,6 +248,9 @@ func (a *Agent) RunOnce(ctx context.Context) ([]Outcome, error) {
 			if d.Source == "pstore" {
 				a.remove(d)
 			}
+			if !a.uploadCore(ctx, d, &o) {
+				failed++
+			}
 		}
 		out = append(out, o)
 	}
@@ -244,6 +258,31 @@ func (a *Agent) RunOnce(ctx context.Context) ([]Outcome, error) {
 		return out, fmt.Errorf("%d of %d crash logs not delivered", failed, len(dumps))
 	}
 	return out, nil
+}
+
+// uploadCore uploads a delivered kdump log's vmcore when asked and not done yet; it
+// returns false when the upload failed (to be resumed next run).
+func (a *Agent) uploadCore(ctx context.Context, d Dump, o *Outcome) bool {
+	if !a.UploadVmcore || d.Source != "kdump" || len(d.Files) < 2 {
+		return true
+	}
+	e, ok := a.Journal.Has(d.Key)
+	if !ok || e.NoReport || e.DumpUploaded {
+		return true
+	}
+	if err := a.Client.UploadDump(ctx, d.Key, d.Files[1], a.Chunk); err != nil {
+		o.State, o.Err = "failed", "vmcore upload: "+err.Error()
+		a.log("%s: vmcore not uploaded yet: %v", d.Files[1], err)
+		return false
+	}
+	e.DumpUploaded = true
+	if err := a.Journal.Mark(d.Key, e); err != nil {
+		o.State, o.Err = "failed", err.Error()
+		return false
+	}
+	o.Dump = "uploaded"
+	a.log("%s: vmcore uploaded", d.Files[1])
+	return true
 }
 
 // remove erases a delivered dump's pstore records (which frees the backend's space).

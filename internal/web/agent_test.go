@@ -5,7 +5,9 @@ package web_test
 // package's fuzz target does not link the store).
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -222,3 +224,155 @@ func TestAgentJournalBeforeRemoval(t *testing.T) {
 		t.Errorf("%d reports sent, %d records left", len(c.reports(t)), remaining(t, ps))
 	}
 }
+
+func newDumpServer(t *testing.T, max int64) (*collectorServer, string) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kcrash.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	dumps := t.TempDir()
+	col := collector.New(collector.Options{Store: st})
+	h := web.New(web.Options{Store: st, Pipeline: col, Token: "tok", DumpDir: dumps, DumpMax: max})
+	c := &collectorServer{st: st}
+	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c.wrap != nil {
+			c.wrap(h).ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(c.srv.Close)
+	return c, dumps
+}
+
+// TestDumpUploadResumes: an upload cut in the middle of a chunk (the connection
+// dropped, as when the agent is killed) keeps only the whole chunks before it and
+// resumes from there; the completed dump is the file, byte for byte.
+func TestDumpUploadResumes(t *testing.T) {
+	c, dumps := newDumpServer(t, 1<<20)
+	data := make([]byte, 300<<10)
+	for i := range data {
+		data[i] = byte(i*7 + i/251)
+	}
+	file := filepath.Join(t.TempDir(), "dump.202611301012")
+	os.WriteFile(file, data, 0o644)
+	const key = "0123456789abcdef0123456789abcdef"
+	puts := 0
+	c.wrap = func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == "PUT" {
+				puts++
+				if puts == 3 { // half of the third chunk arrives, then the line drops
+					r.Body = io.NopCloser(io.MultiReader(io.LimitReader(r.Body, 32<<10), cutReader{}))
+				}
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	cl := &agent.Client{Server: c.srv.URL, Token: "tok", Host: "h"}
+	if err := cl.UploadDump(context.Background(), key, file, 64<<10); err == nil {
+		t.Fatal("no error when the connection dropped")
+	}
+	if fi, err := os.Stat(filepath.Join(dumps, key+".part")); err != nil || fi.Size() != 128<<10 {
+		t.Fatalf("after the cut: %v %v, want the two whole chunks", fi, err)
+	}
+	c.wrap = nil
+	if err := cl.UploadDump(context.Background(), key, file, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dumps, key+".vmcore"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the stored dump differs from the file (%d of %d bytes, %v)", len(got), len(data), err)
+	}
+	if _, err := os.Stat(filepath.Join(dumps, key+".part")); err == nil {
+		t.Error("the partial file stayed")
+	}
+	// Done is done: another run uploads nothing.
+	puts = 0
+	c.wrap = func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == "PUT" {
+				puts++
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	if err := cl.UploadDump(context.Background(), key, file, 64<<10); err != nil || puts != 0 {
+		t.Errorf("a complete dump again: %v, %d chunks sent", err, puts)
+	}
+}
+
+// TestDumpUploadRefused: over the size cap, without the token, or with a file that
+// changed under the upload, the dump is never completed.
+func TestDumpUploadRefused(t *testing.T) {
+	c, dumps := newDumpServer(t, 256<<10)
+	big := filepath.Join(t.TempDir(), "vmcore")
+	os.WriteFile(big, make([]byte, 600<<10), 0o644)
+	cl := &agent.Client{Server: c.srv.URL, Token: "tok", Host: "h"}
+	err := cl.UploadDump(context.Background(), "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", big, 100<<10)
+	if err == nil || !strings.Contains(err.Error(), "413") {
+		t.Errorf("over the cap: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dumps, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.part")); err == nil && fi.Size() > 256<<10 {
+		t.Errorf("the partial dump grew to %d bytes past the cap", fi.Size())
+	}
+	bad := &agent.Client{Server: c.srv.URL, Token: "nope", Host: "h"}
+	if err := bad.UploadDump(context.Background(), "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", big, 100<<10); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("wrong token: %v", err)
+	}
+	// The file grows between the chunks and the completion: the hash does not match.
+	small := filepath.Join(t.TempDir(), "vmcore")
+	os.WriteFile(small, make([]byte, 100<<10), 0o644)
+	c.wrap = func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == "POST" {
+				r.URL.RawQuery = strings.Replace(r.URL.RawQuery, "sha256=", "sha256=00", 1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	if err := cl.UploadDump(context.Background(), "cccccccccccccccccccccccccccccccc", small, 64<<10); err == nil || !strings.Contains(err.Error(), "409") {
+		t.Errorf("hash mismatch: %v", err)
+	}
+	ents, _ := os.ReadDir(dumps)
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".vmcore") {
+			t.Errorf("completed although refused: %s", e.Name())
+		}
+	}
+}
+
+// TestAgentUploadsVmcore: with --upload-vmcore the kdump log is delivered, then its
+// dump uploaded once; the journal keeps a second run from sending it again.
+func TestAgentUploadsVmcore(t *testing.T) {
+	c, dumps := newDumpServer(t, 1<<20)
+	crash := t.TempDir()
+	sub := filepath.Join(crash, "202611301012")
+	os.MkdirAll(sub, 0o755)
+	rec, _ := os.ReadFile("../agent/testdata/pstore/dmesg-ramoops-0")
+	os.WriteFile(filepath.Join(sub, "dmesg.202611301012"), rec, 0o644)
+	os.WriteFile(filepath.Join(sub, "dump.202611301012"), bytes.Repeat([]byte("KDUMP "), 50000), 0o644)
+	j, _ := agent.OpenJournal(filepath.Join(t.TempDir(), "j.json"))
+	a := &agent.Agent{Client: &agent.Client{Server: c.srv.URL, Token: "tok", Host: "h"}, Journal: j, CrashDir: crash, UploadVmcore: true, Chunk: 100 << 10}
+	out, err := a.RunOnce(context.Background())
+	if err != nil || len(out) != 1 || out[0].State != "delivered" || out[0].Dump != "uploaded" {
+		t.Fatalf("%+v %v", out, err)
+	}
+	got, _ := os.ReadFile(filepath.Join(dumps, out[0].Key+".vmcore"))
+	if len(got) != 300000 {
+		t.Errorf("stored dump %d bytes", len(got))
+	}
+	out, err = a.RunOnce(context.Background())
+	if err != nil || out[0].State != "already delivered" || out[0].Dump != "" {
+		t.Errorf("second run: %+v %v", out, err)
+	}
+	if _, err := os.Stat(filepath.Join(sub, "dump.202611301012")); err != nil {
+		t.Error("the kdump directory was touched")
+	}
+}
+
+type cutReader struct{}
+
+func (cutReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }

@@ -56,7 +56,11 @@ type Options struct {
 	// FindVmlinux, when set, finds a release's vmlinux instead of FindVmlinux(Symbols):
 	// the symbol sources (a local tree, debuginfod, distribution packages).
 	FindVmlinux func(ctx context.Context, release string) (string, error)
-	Decoder     Decoder
+	// DumpDir receives kcrash agent's vmcore uploads (see dumps.go); "" refuses them.
+	// DumpMax caps one dump's size.
+	DumpDir string
+	DumpMax int64
+	Decoder Decoder
 	// SilentAfter is how long without a line makes a host "silent" (10 minutes).
 	SilentAfter time.Duration
 	// Metrics writes the Prometheus text exposition of the collector's counters.
@@ -125,6 +129,9 @@ func New(o Options) *Server {
 	m.HandleFunc("GET /api/hosts/{id}/tail", s.tail)
 	m.HandleFunc("POST /api/ingest", s.ingest)
 	m.HandleFunc("POST /api/agent/reports", s.agentReports)
+	m.HandleFunc("GET /api/agent/dumps/{key}", s.dumpStatus)
+	m.HandleFunc("PUT /api/agent/dumps/{key}", s.dumpAppend)
+	m.HandleFunc("POST /api/agent/dumps/{key}/complete", s.dumpComplete)
 	m.HandleFunc("GET /metrics", s.metrics)
 	m.HandleFunc("GET /assets/tail.js", func(w http.ResponseWriter, r *http.Request) {
 		js, _ := templateFS.ReadFile("templates/tail.js")
