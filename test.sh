@@ -62,4 +62,7 @@ if ! command -v debuginfod >/dev/null 2>&1; then
 fi
 # --- end symbols
 echo "test.sh: crash lab ready, running the tests ($(date -u +%T))" >&2
-go test -count=1 ./...
+# The e2e package holds every lab-backed comparison (crash, drgn, objdump, Chromium,
+# PostgreSQL, debuginfod) in one test binary: it gets a 30-minute budget instead of go
+# test's default 10 (a warm run spends a few minutes in it).
+go test -count=1 -timeout 30m ./...
