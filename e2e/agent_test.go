@@ -282,3 +282,71 @@ func TestPstoreScenarioAgent(t *testing.T) {
 	t.Logf("delivered %.1f s after the warm reset (collector up), %.1f s (collector down at first)",
 		r.Agent.SecondsToDelivery, r.AgentCollectorDown.SecondsToDelivery)
 }
+
+// TestAgentKdumpVmcore: a kdump crash directory (the lab's vmcore-dmesg.txt and its
+// kdump-lzo dump) goes up with --upload-vmcore; the report page links the dump and
+// shows sys, bt and explain run on it, the vmlinux found by the dump's build ID in
+// --symbols.
+func TestAgentKdumpVmcore(t *testing.T) {
+	m := manifest(t)
+	dmesg := labArtifact(t, m, "ACCESS_NULL", lab.ArtVmcoreDmesg, "")
+	core := labArtifact(t, m, "ACCESS_NULL", lab.ArtVmcore, "kdump-lzo")
+	dir := t.TempDir()
+	syms := filepath.Join(dir, "symbols", m.Kernel.Release)
+	os.MkdirAll(syms, 0o755)
+	os.Symlink(m.Path(m.Kernel.Vmlinux), filepath.Join(syms, "vmlinux"))
+	crash := filepath.Join(dir, "crash", "202611301012")
+	os.MkdirAll(crash, 0o755)
+	for src, dst := range map[string]string{dmesg: "dmesg.202611301012", core: "dump.202611301012"} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(crash, dst), data, 0o644)
+	}
+	s := startServe(t, filepath.Join(dir, "kcrash.db"), filepath.Join(dir, "logs"), "--token", "tok",
+		"--dumps", filepath.Join(dir, "dumps"), "--symbols", filepath.Join(dir, "symbols"))
+	base := "http://" + s.http
+	start := time.Now()
+	out, err := exec.Command(kcrashBin, "agent", "--server", base, "--token", "tok", "--host", "lab-kdump",
+		"--pstore", "", "--crash-dir", filepath.Join(dir, "crash"), "--state", filepath.Join(dir, "agent.json"),
+		"--upload-vmcore", "--once", "--json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("agent: %v\n%s", err, out)
+	}
+	took := time.Since(start)
+	ids := reportIDs(t, base)
+	if len(ids) != 1 {
+		t.Fatalf("reports %v", ids)
+	}
+	var rep agentAPIReport
+	agentGetJSON(t, base+"/api/reports/"+itoa(ids[0]), &rep)
+	if rep.Report.Sources != "kdump" {
+		t.Errorf("sources %q", rep.Report.Sources)
+	}
+	resp, err := http.Get(base + "/reports/" + itoa(ids[0]) + "/vmcore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	fi, _ := os.Stat(core)
+	if resp.StatusCode != 200 || n != fi.Size() {
+		t.Errorf("the dump link gave %s with %d bytes, want %d", resp.Status, n, fi.Size())
+	}
+	page, err := http.Get(base + "/reports/" + itoa(ids[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	for _, want := range []string{`id="vmcore"`, "crash&gt; sys", "RELEASE: " + m.Kernel.Release, "crash&gt; bt", "lkdtm_ACCESS_NULL", "crash&gt; explain"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("the report page lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("page:\n%s", body)
+	}
+	t.Logf("kdump log and %d MB dump delivered in %v", fi.Size()>>20, took.Round(time.Millisecond))
+}

@@ -168,7 +168,7 @@ func runServe(env *cmdEnv, args []string) error {
 		Store: st, Pipeline: col, Token: *token, ReadToken: *readToken, Symbols: *sf.dir, SilentAfter: *silent,
 		Decoder:     reportDecoder(sf.lookup(env)),
 		FindVmlinux: findVmlinux(sf.lookup(env)),
-		DumpDir:     *dumps, DumpMax: *dumpMax,
+		DumpDir:     *dumps, DumpMax: *dumpMax, Vmcore: vmcoreRunner(sf.lookup(env)),
 		Metrics:      func(w io.Writer) { writeMetrics(w, col, decodeErrors.load()); fl.writeMetrics(w) },
 		Fleet:        fl.engine,
 		DecodeErrors: decodeErrors.inc,

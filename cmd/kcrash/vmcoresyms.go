@@ -4,6 +4,11 @@ import (
 	"context"
 	"debug/elf"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kcrash/kcrash/internal/crashcmd"
 
 	"github.com/kcrash/kcrash/internal/dump"
 	"github.com/kcrash/kcrash/internal/kernel"
@@ -59,4 +64,41 @@ func dumpQuery(path string) (symbols.Query, error) {
 		return q, fmt.Errorf("%s: no vmlinux given, and the dump's VMCOREINFO has neither BUILD-ID nor OSRELEASE", path)
 	}
 	return q, nil
+}
+
+// vmcoreRunner returns web.Options.Vmcore: crash commands about an uploaded dump,
+// with the vmlinux found by the dump's build ID and release.
+func vmcoreRunner(l *symbols.Lookup) func(ctx context.Context, dump string, cmds []string) (string, error) {
+	return func(ctx context.Context, dump string, cmds []string) (string, error) {
+		q, err := dumpQuery(dump)
+		if err != nil {
+			return "", err
+		}
+		vmlinux, err := l.Find(ctx, q)
+		if err != nil {
+			return "", err
+		}
+		cacheDir := ""
+		if d, err := os.UserCacheDir(); err == nil {
+			cacheDir = filepath.Join(d, "kcrash", "vmlinux")
+		}
+		k, err := kernel.OpenWith(vmlinux, dump, kernel.Options{CacheDir: cacheDir})
+		if err != nil {
+			return "", err
+		}
+		defer k.Close()
+		s := &crashcmd.Session{K: k, VmlinuxPath: vmlinux, DumpPath: dump}
+		defer s.Close()
+		var b strings.Builder
+		for _, c := range cmds {
+			if ctx.Err() != nil {
+				return b.String(), ctx.Err()
+			}
+			fmt.Fprintf(&b, "crash> %s\n", c)
+			if err := s.Run(&b, c); err != nil {
+				fmt.Fprintf(&b, "%s: %v\n", c, err)
+			}
+		}
+		return b.String(), nil
+	}
 }

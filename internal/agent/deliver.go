@@ -270,7 +270,11 @@ func (a *Agent) uploadCore(ctx context.Context, d Dump, o *Outcome) bool {
 	if !ok || e.NoReport || e.DumpUploaded {
 		return true
 	}
-	if err := a.Client.UploadDump(ctx, d.Key, d.Files[1], a.Chunk); err != nil {
+	var ids []int64
+	for _, r := range e.Reports {
+		ids = append(ids, r.ID)
+	}
+	if err := a.Client.UploadDump(ctx, d.Key, d.Files[1], a.Chunk, ids...); err != nil {
 		o.State, o.Err = "failed", "vmcore upload: "+err.Error()
 		a.log("%s: vmcore not uploaded yet: %v", d.Files[1], err)
 		return false

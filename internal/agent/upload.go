@@ -60,7 +60,8 @@ func (c *Client) dumpCall(ctx context.Context, method, u string, body io.Reader,
 // has (an upload cut by a kill or a lost connection goes on where it stopped), and
 // completes it with the file's size and SHA-256. key names it on the collector (the
 // dump's own Dump.Key). chunk <= 0 means DefaultChunk.
-func (c *Client) UploadDump(ctx context.Context, key, path string, chunk int64) error {
+// reports are the stored report IDs the dump belongs to (its page links it).
+func (c *Client) UploadDump(ctx context.Context, key, path string, chunk int64, reports ...int64) error {
 	if chunk <= 0 {
 		chunk = DefaultChunk
 	}
@@ -100,7 +101,11 @@ func (c *Client) UploadDump(ctx context.Context, key, path string, chunk int64) 
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, total)); err != nil {
 		return err
 	}
-	done, _, err := c.dumpCall(ctx, "POST", c.dumpURL(key, fmt.Sprintf("/complete?size=%d&sha256=%s", total, hex.EncodeToString(h.Sum(nil)))), nil, 0)
+	var ids []string
+	for _, id := range reports {
+		ids = append(ids, fmt.Sprint(id))
+	}
+	done, _, err := c.dumpCall(ctx, "POST", c.dumpURL(key, fmt.Sprintf("/complete?size=%d&sha256=%s&reports=%s", total, hex.EncodeToString(h.Sum(nil)), strings.Join(ids, ","))), nil, 0)
 	if err != nil {
 		return err
 	}

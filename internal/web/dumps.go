@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -151,7 +152,47 @@ func (s *Server) dumpComplete(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	linkReports(s.o.DumpDir, filepath.Base(base)+".vmcore", q.Get("reports"))
 	writeJSON(w, map[string]any{"size": got, "complete": true})
+}
+
+// linkReports makes DIR/report-ID.vmcore point at a completed dump for each stored
+// report ID the agent names (the reports its log was acknowledged with).
+func linkReports(dir, name, ids string) {
+	for _, f := range strings.Split(ids, ",") {
+		id, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || id <= 0 {
+			continue
+		}
+		link := filepath.Join(dir, fmt.Sprintf("report-%d.vmcore", id))
+		os.Remove(link)
+		os.Symlink(name, link)
+	}
+}
+
+// reportDump returns the dump uploaded for a report, or "".
+func (s *Server) reportDump(id int64) string {
+	if s.o.DumpDir == "" {
+		return ""
+	}
+	p := filepath.Join(s.o.DumpDir, fmt.Sprintf("report-%d.vmcore", id))
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+		return p
+	}
+	return ""
+}
+
+// reportVmcore serves a report's uploaded dump (GET /reports/{id}/vmcore).
+func (s *Server) reportVmcore(w http.ResponseWriter, r *http.Request) {
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	p := s.reportDump(id)
+	if p == "" {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=report-%d.vmcore", id))
+	http.ServeFile(w, r, p)
 }
 
 func hashFile(p string) (int64, string, error) {

@@ -60,6 +60,9 @@ type Options struct {
 	// DumpMax caps one dump's size.
 	DumpDir string
 	DumpMax int64
+	// Vmcore, when set, answers crash commands (sys, bt, explain) about a report's
+	// uploaded dump for its page (kcrash vmcore, symbols found by the dump's build ID).
+	Vmcore  func(ctx context.Context, dump string, cmds []string) (string, error)
 	Decoder Decoder
 	// SilentAfter is how long without a line makes a host "silent" (10 minutes).
 	SilentAfter time.Duration
@@ -130,6 +133,7 @@ func New(o Options) *Server {
 	m.HandleFunc("POST /api/ingest", s.ingest)
 	m.HandleFunc("POST /api/agent/reports", s.agentReports)
 	m.HandleFunc("GET /api/agent/dumps/{key}", s.dumpStatus)
+	m.HandleFunc("GET /reports/{id}/vmcore", s.reportVmcore)
 	m.HandleFunc("PUT /api/agent/dumps/{key}", s.dumpAppend)
 	m.HandleFunc("POST /api/agent/dumps/{key}/complete", s.dumpComplete)
 	m.HandleFunc("GET /metrics", s.metrics)
@@ -315,7 +319,20 @@ func (s *Server) reportPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	decoded, derr := s.decode(r.Context(), rep, parsed)
-	s.render(w, "report.html", map[string]any{"R": rep, "P": parsed, "Decoded": decoded, "DecodeNote": derr})
+	data := map[string]any{"R": rep, "P": parsed, "Decoded": decoded, "DecodeNote": derr}
+	if dump := s.reportDump(rep.ID); dump != "" {
+		data["Dump"] = true
+		if s.o.Vmcore != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+			out, err := s.o.Vmcore(ctx, dump, []string{"sys", "bt", "explain"})
+			cancel()
+			if err != nil {
+				out += "\n" + err.Error()
+			}
+			data["DumpOut"] = out
+		}
+	}
+	s.render(w, "report.html", data)
 }
 
 func (s *Server) report(r *http.Request) (*store.Report, *oops.Report, error) {
