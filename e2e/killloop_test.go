@@ -59,11 +59,16 @@ func killLoop(t *testing.T, db, logs string, pg *storetest.Postgres, net3 byte) 
 		killAt := time.Now().Add(killAfter)
 		done := make(chan struct{})
 		var sent []crash
+		pgDown := false
 		go func() {
 			defer close(done)
 			for j := 0; j < perRound && time.Now().Before(killAt); j++ {
 				if outage && j == 1 {
-					pg.Stop() // reports from here on wait in the spool
+					if err := pg.Stop(); err != nil { // reports from here on wait in the spool
+						t.Error(err)
+						return
+					}
+					pgDown = true
 				}
 				n := round*perRound + j
 				from := &net.UDPAddr{IP: net.IPv4(127, net3, byte(n/250), byte(1+n%250)), Port: 6665}
@@ -82,7 +87,7 @@ func killLoop(t *testing.T, db, logs string, pg *storetest.Postgres, net3 byte) 
 			c.kill = kill
 			crashes = append(crashes, c)
 		}
-		if outage {
+		if pgDown { // only when this round stopped it (the kill may come first)
 			if err := pg.Start(); err != nil {
 				t.Fatal(err)
 			}
