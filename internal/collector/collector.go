@@ -343,9 +343,26 @@ func (c *Collector) account(h *host, before netconsole.StreamStats) {
 }
 
 var (
-	endPanic = []byte("---[ end Kernel panic")
-	linuxVer = []byte("Linux version ")
+	endPanic    = []byte("---[ end Kernel panic")
+	linuxVer    = []byte("Linux version ")
+	hostnameSet = []byte("Hostname set to <")
 )
+
+// bootHostname reads the name of systemd's "Hostname set to <NAME>." line: 1–64
+// characters of a hostname's alphabet, else nothing.
+func bootHostname(line []byte) (string, bool) {
+	rest := line[bytes.Index(line, hostnameSet)+len(hostnameSet):]
+	end := bytes.IndexByte(rest, '>')
+	if end < 1 || end > 64 {
+		return "", false
+	}
+	for _, b := range rest[:end] {
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '.' || b == '_') {
+			return "", false
+		}
+	}
+	return string(rest[:end]), true
+}
 
 // seenEvery is how often the store hears of a busy host's last contact.
 const seenEvery = 15 * time.Second
@@ -376,6 +393,13 @@ func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Tim
 			if h.release != string(f[0]) {
 				h.release, h.urgent = string(f[0]), true
 			}
+		}
+	}
+	if h.name == "" && h.stream.Hostname == "" && bytes.Contains(line, hostnameSet) {
+		// systemd's "Hostname set to <web-7>." in the boot log names a host that
+		// sends no userdata (plain netconsole); userdata, when it comes, wins.
+		if name, ok := bootHostname(line); ok {
+			h.name, h.urgent = name, true
 		}
 	}
 	h.lastLine = now
