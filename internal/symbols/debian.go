@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,6 +46,11 @@ func DefaultDebianDir() string {
 // Name implements Source.
 func (d *Debian) Name() string { return "debian -dbg packages in " + d.Dir }
 
+// debianRelease matches the releases Debian's kernel packages carry: an ABI number
+// ("6.1.0-57-cloud-amd64", "4.19.0-27-686-pae") or, from 6.12 on, the upstream
+// version with a +debN suffix ("6.12.117+deb12-cloud-amd64"), then a flavour.
+var debianRelease = regexp.MustCompile(`^[2-9]\.\d+(?:\.\d+)?(?:-\d+|\+deb\d+(?:u\d+)?|\+bpo)(?:-[a-z0-9]+)*-(?:amd64|arm64|i386|686|686-pae|armmp|armmp-lpae|armel|marvell|rpi|powerpc64le|ppc64el|s390x|riscv64|mips64r2el|octeon|loongson-3|4kc-malta|5kc-malta)$`)
+
 // DbgPackage is the name of a release's debug package.
 func DbgPackage(release string) string { return "linux-image-" + release + "-dbg" }
 
@@ -55,6 +61,11 @@ func (d *Debian) Find(ctx context.Context, q Query) (string, error) {
 	}
 	if q.Release == "" {
 		return "", fmt.Errorf("a release is needed: %w", ErrNotFound)
+	}
+	if !debianRelease.MatchString(q.Release) {
+		// 5.15.0-91-generic, 6.5.0-rc3-next-20230801, 5.0.3-cmm: no Debian package has
+		// them, and asking apt costs seconds per report.
+		return "", fmt.Errorf("%s is not a Debian kernel release: %w", q.Release, ErrNotFound)
 	}
 	root, err := d.unpacked(ctx, q.Release)
 	if err != nil {

@@ -177,3 +177,17 @@ func needDpkg(t *testing.T) {
 		t.Skip("dpkg-deb not installed (not a Debian system)")
 	}
 }
+
+func TestDebianRelease(t *testing.T) {
+	for rel, want := range map[string]bool{
+		"6.1.0-57-cloud-amd64": true, "6.1.0-57-amd64": true, "6.12.117+deb12-cloud-amd64": true,
+		"6.12.38+deb13-amd64": true, "4.19.0-27-686-pae": true, "6.1.0-57-cloud-arm64": true,
+		"6.1.0-57-rt-amd64": true, "2.6.32-5-amd64": true,
+		"5.15.0-91-generic": false, "5.0.3-cmm": false, "6.5.0-rc3-next-20230801": false,
+		"6.1.0-57-cloud-amd64; rm -rf /": false, "": false, "6.1.0-57-cloud-amd64\n": false,
+	} {
+		if got := debianRelease.MatchString(rel); got != want {
+			t.Errorf("debianRelease(%q) = %v, want %v", rel, got, want)
+		}
+	}
+}
