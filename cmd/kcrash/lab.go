@@ -103,7 +103,7 @@ func runLabSetup(ctx context.Context, env *cmdEnv, args []string) error {
 }
 
 func runLabRun(ctx context.Context, env *cmdEnv, args []string) error {
-	c := subFlagSet(env, "run", "[--dir DIR] [--kernel ABI] [--force] [--only NAME,...] [--parallel N]",
+	c := subFlagSet(env, "run", "[--dir DIR] [--kernel ABI] [--force] [--only NAME,...] [--parallel N] [--memory SIZE]",
 		"prepare the lab (cached) and run the crash matrix, reusing a complete one of the same ABI and recipe")
 	fs := newFlagSet(env, c)
 	dir := fs.String("dir", lab.DefaultDir(), "cache directory")
@@ -112,6 +112,8 @@ func runLabRun(ctx context.Context, env *cmdEnv, args []string) error {
 	only := fs.String("only", "", "run only these triggers (comma separated), keeping the other cached entries")
 	parallel := fs.Int("parallel", 2, "guests at once (each QEMU TCG guest wants a core)")
 	list := fs.Bool("list", false, "print the trigger table and exit")
+	memory := fs.String("memory", lab.DefaultMemory, "guest RAM; another size than "+lab.DefaultMemory+
+		" is the big-dump recipe (EXCEPTION only; elf, elf-paging, kdump-lzo) in its own matrix-SIZE directory")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -138,7 +140,7 @@ func runLabRun(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	cfg.Progress("lab: setup done in %.1fs; starting the crash matrix", time.Since(start).Seconds())
-	opts := lab.RunOptions{Force: *force, Parallel: *parallel}
+	opts := lab.RunOptions{Force: *force, Parallel: *parallel, Memory: *memory}
 	if *only != "" {
 		opts.Only = strings.Split(*only, ",")
 	}

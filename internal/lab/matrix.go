@@ -30,7 +30,40 @@ type RunOptions struct {
 	// Parallel is how many guests run at once (default 2; the lab machines have 2 cores).
 	Parallel int
 	// Memory is each guest's RAM (default 128M; the ELF dumps are that big).
+	// Any other size is a big-dump recipe of its own (BigMatrixDir): only
+	// BigTriggers and bigDumpSpecs, so the default matrix is never replaced.
 	Memory string
+}
+
+// DefaultMemory is the RAM of the matrix's guests.
+const DefaultMemory = "128M"
+
+// bigDumpSpecs are the formats of a big-memory matrix: each is as big as the
+// guest's RAM (4 GiB for --memory 4G), so only the ELF dumps drgn and crash read
+// (physical, and with the kernel's page tables) and one kdump-compressed file.
+var bigDumpSpecs = []dumpSpec{
+	{format: "elf", qemu: "elf"},
+	{format: "elf-paging", qemu: "elf", paging: true},
+	{format: "kdump-lzo", flags: []string{"-l", "-d", "0"}, compression: "lzo"},
+}
+
+// BigTriggers is the trigger table of a big-memory matrix: one oops that panics.
+func BigTriggers() []Trigger {
+	var out []Trigger
+	for _, t := range Triggers() {
+		if t.Name == "EXCEPTION" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// specsFor is the dump formats of kernel k's guests with this much memory.
+func specsFor(k *Kernel, memory string) []dumpSpec {
+	if k.Arch == "" && memory != DefaultMemory && memory != "" {
+		return bigDumpSpecs
+	}
+	return dumpSpecsFor(k)
 }
 
 // vmcore formats: made by QEMU (dump-guest-memory) or by makedumpfile from the ELF dump.
@@ -55,16 +88,23 @@ var dumpSpecs = []dumpSpec{
 	{format: "kdump-zlib-d31", flags: []string{"-c", "-d", "31"}},
 }
 
+// bigMemoryRE is a guest RAM size QEMU's -m takes and a directory name can hold.
+var bigMemoryRE = regexp.MustCompile(`^[1-9][0-9]*[MG]$`)
+
 // RecipeHash identifies everything a matrix run is made from; see Manifest.RecipeHash.
 func RecipeHash(memory string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "lab %s setup %s init %s base %q memory %q\n", Version, setupHash(), initHash(), BaseArgs, memory)
-	tt, _ := json.Marshal(Triggers())
+	table, specs := Triggers(), dumpSpecs
+	if memory != DefaultMemory {
+		table, specs = BigTriggers(), bigDumpSpecs
+	}
+	tt, _ := json.Marshal(table)
 	h.Write(tt)
 	h.Write(labfiles.GuestInit)
 	qa, _ := json.Marshal(GuestConfig{Kernel: &Kernel{}}.QEMUArgs())
 	h.Write(qa)
-	for _, d := range dumpSpecs {
+	for _, d := range specs {
 		fmt.Fprintf(h, "%s %s %v %q\n", d.format, d.qemu, d.paging, d.flags)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
@@ -72,6 +112,12 @@ func RecipeHash(memory string) string {
 
 // MatrixDir is where the matrix of kernel k is kept.
 func MatrixDir(k *Kernel) string { return filepath.Join(k.Dir, "matrix") }
+
+// BigMatrixDir is where the big-memory matrix of kernel k (RunOptions.Memory,
+// e.g. "4G") is kept: beside the default matrix, never in place of it.
+func BigMatrixDir(k *Kernel, memory string) string {
+	return filepath.Join(k.Dir, "matrix-"+memory)
+}
 
 // RunMatrix boots one guest per trigger (opts.Parallel at a time, each with its own
 // netconsole ports), captures everything and writes the manifest. A complete
@@ -83,19 +129,29 @@ func RunMatrix(ctx context.Context, cfg Config, k *Kernel, opts RunOptions) (*Ma
 		opts.Parallel = 2
 	}
 	if opts.Memory == "" {
-		opts.Memory = "128M"
+		opts.Memory = DefaultMemory
 	}
 	dir := MatrixDir(k)
 	hash := RecipeHash(opts.Memory)
 	table := Triggers()
-	if k.Arch == "arm64" {
+	big := false
+	switch {
+	case k.Arch == "arm64":
 		hash, table = Arm64RecipeHash(opts.Memory), Arm64Triggers()
+	case opts.Memory != DefaultMemory:
+		if !bigMemoryRE.MatchString(opts.Memory) {
+			return nil, false, fmt.Errorf("crash matrix: memory %q: want a size such as 4G or 1024M", opts.Memory)
+		}
+		dir, table, big = BigMatrixDir(k, opts.Memory), BigTriggers(), true
 	}
 	old, _ := LoadManifest(filepath.Join(dir, ManifestName))
 	if old != nil && old.RecipeHash != hash {
 		old = nil
 	}
 	if old != nil && old.Complete && !opts.Force && len(opts.Only) == 0 {
+		if big {
+			return old, true, nil
+		}
 		if err := setCurrent(cfg.Dir, k); err != nil {
 			return nil, false, err
 		}
@@ -194,10 +250,12 @@ feed:
 	if err := m.Save(dir); err != nil {
 		return nil, false, err
 	}
-	if err := setCurrent(cfg.Dir, k); err != nil {
-		return nil, false, err
+	if !big {
+		if err := setCurrent(cfg.Dir, k); err != nil {
+			return nil, false, err
+		}
 	}
-	if m.Complete && k.Arch == "" {
+	if m.Complete && k.Arch == "" && !big {
 		pruneOtherMatrices(&cfg, k)
 	}
 	if len(failed) > 0 {
@@ -326,7 +384,7 @@ func runEntry(ctx context.Context, cfg *Config, k *Kernel, m *Manifest, dir stri
 		if err := g.Stop(ctx); err != nil {
 			fail("%v", err)
 		}
-		for _, d := range dumpSpecsFor(k) {
+		for _, d := range specsFor(k, memory) {
 			if d.qemu == "" {
 				continue
 			}
@@ -361,7 +419,7 @@ func runEntry(ctx context.Context, cfg *Config, k *Kernel, m *Manifest, dir stri
 			fail("%v", err)
 			input = ""
 		}
-		for _, d := range dumpSpecsFor(k) {
+		for _, d := range specsFor(k, memory) {
 			if d.qemu != "" || input == "" {
 				continue
 			}
