@@ -29,7 +29,8 @@ type Vmlinux struct {
 	syms  []Symbol // sorted by address
 	byNam map[string]int
 	symMu sync.Once
-	// scanMu guards scanned1, names found by scanSymbol before the table is loaded.
+	// scanMu guards scanned1 (names found by scanSymbol, a zero Symbol for a
+	// missing one) and byNam, built after scansBeforeIndex names.
 	scanMu   sync.Mutex
 	scanned1 map[string]Symbol
 
@@ -125,17 +126,30 @@ func (v *Vmlinux) SectionAddr(name string) (uint64, []byte) {
 }
 
 // loadSymbols parses .symtab (Elf64_Sym: name u32, info u8, other u8, shndx
-// u16, value u64, size u64) straight from the mapping.
+// u16, value u64, size u64) straight from the mapping into the address-sorted
+// table SymbolAt searches. Names are substrings of one copy of the string
+// table (one allocation, not one per symbol), the sort moves 16-byte keys, not
+// Symbols, and the by-name map is left to the first lookups that need it
+// (Symbol): bt needs SymbolAt's table but only a few names.
 func (v *Vmlinux) loadSymbols() {
 	v.symMu.Do(func() {
 		st := v.section(".symtab")
 		ss := v.f.Section(".symtab")
 		if st == nil || int(ss.Link) >= len(v.f.Sections) {
+			v.syms = []Symbol{}
 			return
 		}
-		strs := v.section(v.f.Sections[ss.Link].Name)
+		raw := v.section(v.f.Sections[ss.Link].Name)
+		strs := string(raw)
 		le := binary.LittleEndian
-		v.syms = make([]Symbol, 0, len(st)/24)
+		type key struct {
+			addr uint64
+			i    int
+		}
+		var (
+			all  = make([]Symbol, 0, len(st)/24)
+			keys = make([]key, 0, len(st)/24)
+		)
 		for off := 24; off+24 <= len(st); off += 24 {
 			e := st[off:]
 			typ := elf.SymType(e[4] & 0xf)
@@ -146,64 +160,98 @@ func (v *Vmlinux) loadSymbols() {
 			if shndx == 0 || shndx == uint16(elf.SHN_ABS) {
 				continue
 			}
-			no := le.Uint32(e)
-			if int(no) >= len(strs) {
+			no := int(le.Uint32(e))
+			if no >= len(strs) {
 				continue
 			}
-			name := strs[no:]
-			if i := bytes.IndexByte(name, 0); i >= 0 {
-				name = name[:i]
+			end := bytes.IndexByte(raw[no:], 0)
+			if end < 0 {
+				end = len(raw) - no
 			}
-			if len(name) == 0 || name[0] == '$' {
+			if end == 0 || strs[no] == '$' {
 				continue
 			}
-			v.syms = append(v.syms, Symbol{Name: string(name), Addr: le.Uint64(e[8:]), Size: le.Uint64(e[16:]), Type: typ})
+			addr := le.Uint64(e[8:])
+			keys = append(keys, key{addr, len(all)})
+			all = append(all, Symbol{Name: strs[no : no+end], Addr: addr, Size: le.Uint64(e[16:]), Type: typ})
 		}
-		slices.SortStableFunc(v.syms, func(a, b Symbol) int { return cmp.Compare(a.Addr, b.Addr) })
-		v.byNam = make(map[string]int, len(v.syms))
-		for i, s := range v.syms {
-			if _, ok := v.byNam[s.Name]; !ok || s.Type == elf.STT_FUNC || s.Type == elf.STT_OBJECT {
-				if j, ok := v.byNam[s.Name]; !ok || v.syms[j].Type == elf.STT_NOTYPE {
-					v.byNam[s.Name] = i
-				}
+		// By address, ties in .symtab order (SymbolAt prefers the first function or object).
+		slices.SortFunc(keys, func(a, b key) int {
+			if c := cmp.Compare(a.addr, b.addr); c != 0 {
+				return c
 			}
+			return cmp.Compare(a.i, b.i)
+		})
+		syms := make([]Symbol, len(keys))
+		for j, k := range keys {
+			syms[j] = all[k.i]
 		}
+		v.scanMu.Lock()
+		v.syms = syms
+		v.scanMu.Unlock()
 	})
 }
+
+// buildByName indexes the loaded table by name, preferring functions and
+// objects over untyped symbols (as scanSymbol does). Called with scanMu held.
+func (v *Vmlinux) buildByName() {
+	v.byNam = make(map[string]int, len(v.syms))
+	for i, s := range v.syms {
+		if _, ok := v.byNam[s.Name]; !ok || s.Type == elf.STT_FUNC || s.Type == elf.STT_OBJECT {
+			if j, ok := v.byNam[s.Name]; !ok || v.syms[j].Type == elf.STT_NOTYPE {
+				v.byNam[s.Name] = i
+			}
+		}
+	}
+}
+
+// scansBeforeIndex is how many names Symbol finds by scanning .symtab (about a
+// millisecond each) before it builds the by-name map (tens of milliseconds).
+const scansBeforeIndex = 32
 
 // ErrNoSymbol is returned for names the vmlinux does not define.
 var ErrNoSymbol = errors.New("no such symbol")
 
-// Symbol returns the link-time address of name. Until something needs the
-// whole table (SymbolAt), names are found by a scan of .symtab in place, which
-// costs about a millisecond and no allocation per name.
+// Symbol returns the link-time address of name. The first names are found by
+// a scan of .symtab in place (about a millisecond and no allocation each) and
+// remembered; after scansBeforeIndex of them a by-name map of the whole table
+// answers instead.
 func (v *Vmlinux) Symbol(name string) (Symbol, error) {
-	v.scanMu.Lock()
-	loaded := v.syms != nil
-	if !loaded {
-		if s, ok := v.scanned1[name]; ok {
-			v.scanMu.Unlock()
-			return s, nil
-		}
-		s, ok := v.scanSymbol(name)
-		if ok {
-			if v.scanned1 == nil {
-				v.scanned1 = map[string]Symbol{}
-			}
-			v.scanned1[name] = s
-			v.scanMu.Unlock()
-			return s, nil
-		}
-		v.scanMu.Unlock()
-		return Symbol{}, fmt.Errorf("%s: %w", name, ErrNoSymbol)
+	if name == "" {
+		return Symbol{}, fmt.Errorf("empty name: %w", ErrNoSymbol)
 	}
-	v.scanMu.Unlock()
-	v.loadSymbols()
-	i, ok := v.byNam[name]
+	v.scanMu.Lock()
+	if v.byNam == nil && len(v.scanned1) >= scansBeforeIndex {
+		v.scanMu.Unlock()
+		v.loadSymbols() // takes scanMu to publish the table
+		v.scanMu.Lock()
+		if v.byNam == nil {
+			v.buildByName()
+		}
+	}
+	defer v.scanMu.Unlock()
+	if v.byNam != nil {
+		i, ok := v.byNam[name]
+		if !ok {
+			return Symbol{}, fmt.Errorf("%s: %w", name, ErrNoSymbol)
+		}
+		return v.syms[i], nil
+	}
+	if s, ok := v.scanned1[name]; ok {
+		if s.Name == "" {
+			return Symbol{}, fmt.Errorf("%s: %w", name, ErrNoSymbol)
+		}
+		return s, nil
+	}
+	if v.scanned1 == nil {
+		v.scanned1 = map[string]Symbol{}
+	}
+	s, ok := v.scanSymbol(name)
+	v.scanned1[name] = s // a zero Symbol remembers a missing name
 	if !ok {
 		return Symbol{}, fmt.Errorf("%s: %w", name, ErrNoSymbol)
 	}
-	return v.syms[i], nil
+	return s, nil
 }
 
 // scanSymbol finds name in .symtab without building the table, preferring
