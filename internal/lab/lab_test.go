@@ -3,6 +3,7 @@ package lab
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"io"
@@ -410,5 +411,44 @@ func TestVersionOrder(t *testing.T) {
 	}
 	if f := FlavorOf("6.1.0-57-amd64"); f != "amd64" {
 		t.Errorf("FlavorOf = %q", f)
+	}
+}
+
+// The big-dump recipe (RunOptions.Memory other than DefaultMemory) has its own
+// directory, trigger table and formats, so it never replaces the default matrix.
+func TestBigMatrixRecipe(t *testing.T) {
+	k := &Kernel{Dir: "/lab/6.1.0-57-cloud-amd64"}
+	if got, want := BigMatrixDir(k, "4G"), "/lab/6.1.0-57-cloud-amd64/matrix-4G"; got != want || got == MatrixDir(k) {
+		t.Errorf("BigMatrixDir = %s, want %s (and not %s)", got, want, MatrixDir(k))
+	}
+	bt := BigTriggers()
+	if len(bt) != 1 || bt[0].Name != "EXCEPTION" || !bt[0].Panics {
+		t.Errorf("BigTriggers = %+v, want the panicking EXCEPTION trigger only", bt)
+	}
+	var formats []string
+	for _, d := range specsFor(k, "4G") {
+		formats = append(formats, d.format)
+	}
+	if got := strings.Join(formats, " "); got != "elf elf-paging kdump-lzo" {
+		t.Errorf("4G formats %q", got)
+	}
+	if got := len(specsFor(k, DefaultMemory)); got != len(dumpSpecs) {
+		t.Errorf("default formats: %d, want %d", got, len(dumpSpecs))
+	}
+	if RecipeHash("4G") == RecipeHash(DefaultMemory) || RecipeHash("4G") == RecipeHash("8G") {
+		t.Error("RecipeHash does not follow the big recipe's memory")
+	}
+	for _, m := range []string{"4G", "1024M"} {
+		if !bigMemoryRE.MatchString(m) {
+			t.Errorf("%q rejected", m)
+		}
+	}
+	for _, m := range []string{"", "0G", "4", "../4G", "4G/x", "4T", "-4G"} {
+		if bigMemoryRE.MatchString(m) {
+			t.Errorf("%q accepted as a memory size", m)
+		}
+	}
+	if _, _, err := RunMatrix(context.Background(), Config{Dir: t.TempDir()}, k, RunOptions{Memory: "../x"}); err == nil {
+		t.Error("RunMatrix accepted memory ../x")
 	}
 }
