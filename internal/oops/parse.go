@@ -2,6 +2,7 @@ package oops
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"sync"
 )
@@ -121,6 +122,9 @@ func build(text []byte, ols []oopsLine, idx, tail int, scratch *[]byte) *Report 
 	}
 	if corrupted == "" {
 		corrupted = checkCorrupted(title, full, fm)
+	}
+	if ol.rec.kind == KindMCE {
+		title = fatalMCETitle(title, full)
 	}
 	r := &Report{
 		Title:     cleanTitle(title),
@@ -245,4 +249,28 @@ func refineKindLine(r *Report, l string) {
 			r.Kind = KindRefcount
 		}
 	}
+}
+
+var (
+	mceException = regexp.MustCompile(`\[Hardware Error\]: (?:CPU [0-9]+: )?Machine Check Exception`)
+	mceRIP       = regexp.MustCompile(`\[Hardware Error\]: RIP (?:[0-9a-f]+:)?<[0-9a-f]+> \{([A-Za-z0-9_.]+)\+`)
+)
+
+// fatalMCETitle titles a machine-check report by its fatal exception when one follows
+// the corrected-error notice the report starts with ("Machine check events logged",
+// printed by the poller for earlier, corrected errors): "MCE: Machine Check Exception
+// in copy_process", the function from the exception's RIP line when it names one.
+func fatalMCETitle(title string, text []byte) string {
+	if !strings.Contains(title, "events logged") && title != "MCE: Machine Check Exception" {
+		return title
+	}
+	loc := mceException.FindIndex(text)
+	if loc == nil {
+		return title
+	}
+	title = "MCE: Machine Check Exception"
+	if m := mceRIP.FindSubmatch(text[loc[1]:]); m != nil {
+		title += " in " + string(m[1])
+	}
+	return title
 }
