@@ -115,6 +115,42 @@ func (p *Posterior) Probs(out []float64) []float64 {
 	return out
 }
 
+// ProbAtRate returns P(k | data) when the crash rate is known to be λ (a plug-in
+// rate rather than integrated out): P(h) ∝ π(h)·e^(−λ·T(h)) for h at or before
+// the first crashed candidate, and "no culprit" (h = N) weighs π(N) while no
+// crash was seen. O(N), no allocation.
+func (p *Posterior) ProbAtRate(k int, lambda float64) float64 {
+	if k < 0 || k > p.N || p.Prior[k] == 0 || !(lambda >= 0) {
+		return 0
+	}
+	// logw(h) for the h that have weight; T(h) is a suffix sum, walked downwards.
+	each := func(f func(h int, v float64)) {
+		if p.Crashes == 0 && p.Prior[p.N] > 0 {
+			f(p.N, math.Log(p.Prior[p.N]))
+		}
+		t := 0.0
+		for h := p.N - 1; h >= 0; h-- {
+			t += p.Watched[h]
+			if h <= p.MinCrash && p.Prior[h] > 0 {
+				f(h, math.Log(p.Prior[h])-lambda*t)
+			}
+		}
+	}
+	lk, best := math.Inf(-1), math.Inf(-1)
+	each(func(h int, v float64) {
+		if h == k {
+			lk = v
+		}
+		best = math.Max(best, v)
+	})
+	if math.IsInf(lk, -1) {
+		return 0
+	}
+	sum := 0.0
+	each(func(h int, v float64) { sum += math.Exp(v - best) })
+	return math.Exp(lk-best) / sum
+}
+
 // RateAt returns the Gamma posterior of λ (shape, rate per second) given that h
 // is the first bad candidate.
 func (p *Posterior) RateAt(h int) (shape, rate float64) {

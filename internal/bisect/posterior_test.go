@@ -154,3 +154,46 @@ func TestInfo(t *testing.T) {
 		}
 	}
 }
+
+// ProbAtRate is the posterior at a known rate: by hand for two candidates and
+// "no culprit", and the integrated posterior's limit as the prior of λ
+// concentrates on that rate.
+func TestProbAtRate(t *testing.T) {
+	// Priors 1/3 each, λ = 1: candidate 0 survives 1 s, so h=0 weighs e^−1, h=1
+	// and none 1 each.
+	p := NewPosterior(2, 1, 1, nil, 1)
+	p.Observe(0, 1, false)
+	e := math.Exp(-1)
+	for k, want := range []float64{e / (e + 2), 1 / (e + 2), 1 / (e + 2)} {
+		if got := p.ProbAtRate(k, 1); math.Abs(got-want) > 1e-12 {
+			t.Errorf("k=%d: %v, want %v", k, got, want)
+		}
+	}
+	// Then 1 crashes after 0.5 s: none is out; h=0 has 1.5 s on bad candidates,
+	// h=1 0.5 s: e^−1.5 : e^−0.5 at λ = 1, and at λ = 0 the survival says nothing.
+	p.Observe(1, 0.5, true)
+	if got, want := p.ProbAtRate(1, 1), 1/(1+e); math.Abs(got-want) > 1e-12 {
+		t.Errorf("after the crash: %v, want %v", got, want)
+	}
+	if got := p.ProbAtRate(1, 0); math.Abs(got-0.5) > 1e-12 {
+		t.Errorf("λ=0: %v, want 1/2", got)
+	}
+	if got := p.ProbAtRate(2, 1); got != 0 {
+		t.Errorf("no culprit after a crash: %v", got)
+	}
+	// A Gamma prior of shape 1e6 around λ = 0.3 is that rate known.
+	q := NewPosterior(6, 1e6, 1e6/0.3, map[int]float64{0: 0.1}, 0.1)
+	for _, o := range []struct {
+		i       int
+		secs    float64
+		crashed bool
+	}{{2, 3, false}, {4, 1.5, true}, {3, 2, false}, {1, 4, false}} {
+		q.Observe(o.i, o.secs, o.crashed)
+		probs := q.Probs(nil)
+		for k := range probs {
+			if got := q.ProbAtRate(k, 0.3); math.Abs(got-probs[k]) > 1e-4 {
+				t.Errorf("k=%d: at the rate %v, integrated %v", k, got, probs[k])
+			}
+		}
+	}
+}

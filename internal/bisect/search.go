@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // Outcomes of a test.
@@ -60,7 +62,8 @@ const (
 	defaultMaxSteps   = 5000            // a runaway guard
 	defaultEndDoubt   = 0.1             // prior weight of the presumed endpoints being wrong
 	defaultConfidence = 0.95            // --confidence
-	defaultShape      = 0.1             // Gamma prior of λ without --rate-from
+	defaultShape      = 0.5             // Gamma prior of λ without --rate-from (Jeffreys' shape for a rate)
+	rateQuantile      = 0.1             // the lower bound of λ a culprit verdict must hold at
 )
 
 // Verdict is how a search ended.
@@ -188,6 +191,9 @@ func (s *Search) Next() (Test, *Verdict) {
 	if testable == 0 {
 		return Test{}, &Verdict{Status: VerdictNoneBoots, Culprit: -1, Note: "no candidate after the good end could be installed and booted: check the install and boot hooks"}
 	}
+	if pk >= c.Confidence && k < n && !(c.FirstIsGood && k == 0) {
+		pk = s.lowRateConfidence(k, pk)
+	}
 	if pk >= c.Confidence {
 		switch {
 		case k == n:
@@ -220,6 +226,24 @@ func (s *Search) Next() (Test, *Verdict) {
 		return Test{}, s.unsure(VerdictIncomplete, "no test within the longest test length tells more: raise the longest test")
 	}
 	return t, nil
+}
+
+// lowRateConfidence is the confidence in culprit k that the verdict states: its
+// posterior pk, or less when the crash rate is lower than its posterior mean
+// says. With few crashes seen the rate is uncertain, and a search that happened
+// to see quick crashes believes the survivals of bad candidates too much (a fixed
+// true rate is not the vague prior the posterior averages over). So the culprit
+// must also reach the confidence when λ is at its lower bound, the rateQuantile
+// quantile of its posterior given k: then survivals count for as little as the
+// data allow. Once many crashes are seen the bound is close to the mean and this
+// changes nothing.
+func (s *Search) lowRateConfidence(k int, pk float64) float64 {
+	a, b := s.post.RateAt(k)
+	lo := distuv.Gamma{Alpha: a, Beta: b}.Quantile(rateQuantile)
+	if r := s.post.ProbAtRate(k, lo); r < pk {
+		return r
+	}
+	return pk
 }
 
 // block returns the most probable block of first-bad hypotheses no test can

@@ -224,3 +224,50 @@ func FuzzReadState(f *testing.F) {
 		}
 	})
 }
+
+// Two quick crashes say the rate is high, so survivals of the candidates before
+// them count for much under the posterior; the culprit verdict must also hold at
+// the rate's lower bound, so the search goes on where the posterior alone would
+// stop, and stops once the rate and the predecessor are known well enough.
+func TestLowRateBoundHoldsVerdict(t *testing.T) {
+	st, err := NewState(Config{Candidates: names(3), RunLength: 60, Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSearch(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []struct {
+		i       int
+		outcome string
+		secs    float64
+	}{{2, Crash, 2}, {1, Crash, 1}, {0, Survived, 60}, {0, Survived, 30}} {
+		s.Record(Test{Candidate: o.i, Seconds: 60, Phase: PhaseSearch}, Observation{Outcome: o.outcome, Seconds: o.secs}, time.Time{})
+	}
+	k, pk := Top(s.Probs())
+	low := s.lowRateConfidence(k, pk)
+	if k != 1 || pk < st.Config.Confidence || low >= st.Config.Confidence {
+		t.Fatalf("top %d at %.4f, %.4f at the low rate: want 1 above %v and the low rate below", k, pk, low, st.Config.Confidence)
+	}
+	test, v := s.Next()
+	if v != nil {
+		t.Fatalf("verdict %+v at the low rate's %.4f", v, low)
+	}
+	for v == nil { // candidates 1 and 2 crash after 50 s, 0 survives
+		o := Observation{Outcome: Survived, Seconds: test.Seconds}
+		if test.Candidate > 0 {
+			o = Observation{Outcome: Crash, Seconds: 50}
+		}
+		s.Record(test, o, time.Time{})
+		if test, v = s.Next(); v == nil && len(st.Steps) > 40 {
+			t.Fatalf("no verdict after %d steps", len(st.Steps))
+		}
+	}
+	if v.Status != VerdictCulprit || v.Culprit != 1 || v.Confidence < st.Config.Confidence {
+		t.Fatalf("verdict %+v", v)
+	}
+	if _, pk := Top(s.Probs()); v.Confidence > pk {
+		t.Fatalf("stated %v, more than the posterior %v", v.Confidence, pk)
+	}
+}
