@@ -5,7 +5,8 @@
 #   ps, bt:           drgn -c DUMP -s VMLINUX (for_each_task / stack_trace of the panic task)
 # Each kcrash and drgn command runs RUNS times (default 5) after one warm-up;
 # crash, which spends tens of seconds loading the vmlinux's DWARF before every
-# command, runs CRASH_RUNS times (default RUNS) with one warm-up per dump. The
+# command, runs CRASH_RUNS times (default RUNS) with one warm-up per dump
+# (CRASH_RUNS=0 leaves crash out: 8.0.2 cannot open 6.12 dumps). The
 # median and the smallest wall time and the largest peak RSS (GNU time's %M) are
 # reported per dump, with the ratios.
 # kcrash-ps-cold and kcrash-bt-cold delete kcrash's type index (kept per build
@@ -85,7 +86,7 @@ for d in "${dumps[@]}"; do
 	COLD=1 measure kcrash-ps-cold "$runs" 0 "${k[@]}" ps
 	COLD=1 measure kcrash-bt-cold "$runs" 0 "${k[@]}" bt
 	warm=1
-	for c in sys log ps bt; do
+	((crashruns > 0)) && for c in sys log ps bt; do
 		measure "crash-$c" "$crashruns" "$warm" sh -c "printf '$c\nq\n' | crash -s '$vmlinux' '$d'"
 		warm=0
 	done
@@ -95,7 +96,7 @@ done > "$work/results"
 
 echo "vmlinux: $vmlinux (kcrash/drgn $runs runs, crash $crashruns; median and min wall time, max peak RSS)"
 awk '
-	function ratio(a, b) { return (b > 0 ? sprintf("%.1fx", a / b) : "-") }
+	function ratio(a, b) { return (a > 0 && b > 0 ? sprintf("%.1fx", a / b) : "-") }
 	$1 == "dump" { n++; path[n] = $2; printf "\n[%d] %s (%.0f MiB)\n", n, $2, $3 / 1024; next }
 	{
 		t[n, $1] = $2; m[n, $1] = $4
