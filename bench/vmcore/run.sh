@@ -7,8 +7,9 @@
 # crash, which spends tens of seconds loading the vmlinux's DWARF before every
 # command, runs CRASH_RUNS times (default RUNS) with one warm-up per dump
 # (CRASH_RUNS=0 leaves crash out: 8.0.2 cannot open 6.12 dumps). The
-# median and the smallest wall time and the largest peak RSS (GNU time's %M) are
-# reported per dump, with the ratios.
+# median and the smallest wall time, the median CPU time (user + system: less
+# at the mercy of a loaded machine than wall time) and the largest peak RSS
+# (GNU time's %M) are reported per dump, with the ratios.
 # kcrash-ps-cold and kcrash-bt-cold delete kcrash's type index (kept per build
 # ID under ~/.cache/kcrash/vmlinux) before every run: the first run on a new
 # vmlinux. drgn keeps no such cache, so its figure is its cold one.
@@ -55,25 +56,29 @@ PY
 typecache=${XDG_CACHE_HOME:-$HOME/.cache}/kcrash/vmlinux
 
 # measure NAME N WARMUP CMD...: runs the command N times (after one warm-up
-# run when WARMUP=1); prints "NAME median_s min_s max_rss_kb rc".
+# run when WARMUP=1); prints "NAME median_s min_s max_rss_kb rc median_cpu_s".
 # With COLD=1 the type index is deleted before each run.
 measure() {
 	local name=$1 n=$2 warm=$3; shift 3
 	[[ $warm == 1 ]] && { "$@" >/dev/null 2>&1 || true; } # warm-up: page cache
-	local times=() rss=0 rc=0 fail=0
+	local times=() cpus=() rss=0 rc=0 fail=0
 	for _ in $(seq "$n"); do
 		[[ ${COLD:-} == 1 ]] && rm -f "$typecache"/types-*.json
 		rc=0
-		/usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/out" 2>&1 || rc=$?
+		/usr/bin/time -f "%e %M %U %S" -o "$work/t" "$@" >"$work/out" 2>&1 || rc=$?
 		# crash exits 0 after errors in batch mode: its own failure lines count.
 		grep -qE '^(crash: |Traceback|_drgn\.)' "$work/out" && rc=1
 		((rc)) && fail=1
-		read -r s m < <(tail -n 1 "$work/t")
+		local s m u sy
+		read -r s m u sy < <(tail -n 1 "$work/t")
 		times+=("$s")
+		cpus+=("$(awk -v u="$u" -v sy="$sy" 'BEGIN {print u + sy}')")
 		((m > rss)) && rss=$m
 	done
-	printf '%s\n' "${times[@]}" | sort -g | awk -v name="$name" -v rss="$rss" -v rc="$fail" \
-		'{a[NR]=$1} END {print name, a[int((NR+1)/2)], a[1], rss, rc}'
+	local cpu
+	cpu=$(printf '%s\n' "${cpus[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	printf '%s\n' "${times[@]}" | sort -g | awk -v name="$name" -v rss="$rss" -v rc="$fail" -v cpu="$cpu" \
+		'{a[NR]=$1} END {print name, a[int((NR+1)/2)], a[1], rss, rc, cpu}'
 }
 
 for d in "${dumps[@]}"; do
@@ -94,13 +99,14 @@ for d in "${dumps[@]}"; do
 	measure drgn-bt "$runs" 1 drgn -q -c "$d" -s "$vmlinux" "$work/bt.py"
 done > "$work/results"
 
-echo "vmlinux: $vmlinux (kcrash/drgn $runs runs, crash $crashruns; median and min wall time, max peak RSS)"
+echo "vmlinux: $vmlinux (kcrash/drgn $runs runs, crash $crashruns; median and min wall time, median CPU time, max peak RSS)"
+uptime
 awk '
 	function ratio(a, b) { return (a > 0 && b > 0 ? sprintf("%.1fx", a / b) : "-") }
 	$1 == "dump" { n++; path[n] = $2; printf "\n[%d] %s (%.0f MiB)\n", n, $2, $3 / 1024; next }
 	{
-		t[n, $1] = $2; m[n, $1] = $4
-		printf "  %-15s %8.3f s (min %7.3f) %9d KB%s\n", $1, $2, $3, $4, ($5 != 0 ? "  FAILED (exit or error output)" : "")
+		t[n, $1] = $2; m[n, $1] = $4; c[n, $1] = $6
+		printf "  %-15s %8.3f s (min %7.3f) cpu %7.3f s %9d KB%s\n", $1, $2, $3, $6, $4, ($5 != 0 ? "  FAILED (exit or error output)" : "")
 	}
 	END {
 		print "\nratios per dump (median times; RSS for log):"
@@ -109,6 +115,9 @@ awk '
 				ratio(t[i, "crash-sys"], t[i, "kcrash-sys"]), ratio(t[i, "crash-log"], t[i, "kcrash-log"]), ratio(m[i, "crash-log"], m[i, "kcrash-log"]),
 				ratio(t[i, "drgn-ps"], t[i, "kcrash-ps"]), ratio(t[i, "drgn-ps"], t[i, "kcrash-ps-cold"]),
 				ratio(t[i, "drgn-bt"], t[i, "kcrash-bt"]), ratio(t[i, "drgn-bt"], t[i, "kcrash-bt-cold"])
+			printf "    CPU time: ps drgn/kcrash %s warm, %s cold; bt drgn/kcrash %s warm, %s cold\n",
+				ratio(c[i, "drgn-ps"], c[i, "kcrash-ps"]), ratio(c[i, "drgn-ps"], c[i, "kcrash-ps-cold"]),
+				ratio(c[i, "drgn-bt"], c[i, "kcrash-bt"]), ratio(c[i, "drgn-bt"], c[i, "kcrash-bt-cold"])
 		}
 		if (n > 1) {
 			print "\ngrowth with the dump (median kcrash time and peak RSS, dump [i] / dump [1]):"
