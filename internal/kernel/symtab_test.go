@@ -93,6 +93,20 @@ func TestSymbolTableAgainstDebugElf(t *testing.T) {
 			t.Errorf("SymbolAt(%#x) = %+v, %v; want a symbol at that address (%s)", w.Value, s, ok, name)
 		}
 	}
+	// SymbolAt by scanning .symtab (the first lookups) equals SymbolAt by the table.
+	n = 0
+	for _, w := range want {
+		for _, a := range []uint64{w.Value, w.Value + 1, w.Value - 1, w.Value + w.Size} {
+			got, gok := v.scanSymbolAt(a)
+			tab, tok := v.symbolAt(a) // v's table is loaded by now
+			if got != tab || gok != tok {
+				t.Errorf("scanSymbolAt(%#x) = %+v, %v; the table says %+v, %v", a, got, gok, tab, tok)
+			}
+		}
+		if n++; n == 2000 {
+			break
+		}
+	}
 	syms := v.Symbols()
 	for i := 1; i < len(syms); i++ {
 		if syms[i].Addr < syms[i-1].Addr {

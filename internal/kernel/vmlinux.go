@@ -33,6 +33,7 @@ type Vmlinux struct {
 	// missing one) and byNam, built after scansBeforeIndex names.
 	scanMu   sync.Mutex
 	scanned1 map[string]Symbol
+	atScans  int // SymbolAt lookups answered by scanSymbolAt
 
 	dwMu       sync.Mutex
 	units      unitCache // per-unit DWARF readers (see types.go)
@@ -289,6 +290,33 @@ func (v *Vmlinux) scanSymbol(name string) (Symbol, bool) {
 // symbol at or below it (preferring functions and objects), within its size
 // when it has one. Cost: a binary search.
 func (v *Vmlinux) SymbolAt(addr uint64) (Symbol, bool) {
+	s, ok := v.symbolAt(addr)
+	if !ok {
+		return Symbol{}, false
+	}
+	if s.Size != 0 && addr >= s.Addr+s.Size {
+		// Past the end of a sized symbol: only claim it when nothing else is closer.
+		if addr-s.Addr > 1<<20 {
+			return Symbol{}, false
+		}
+	}
+	return s, true
+}
+
+// symbolAt is the last symbol at or below addr, the first function or object
+// of those at its address in .symtab order, else the last of them. The first
+// scansBeforeTable lookups scan .symtab in place (about a millisecond each, no
+// allocation: bt and sys need a few dozen); later ones load the sorted table.
+func (v *Vmlinux) symbolAt(addr uint64) (Symbol, bool) {
+	v.scanMu.Lock()
+	scan := v.syms == nil && v.atScans < scansBeforeTable
+	if scan {
+		v.atScans++
+	}
+	v.scanMu.Unlock()
+	if scan {
+		return v.scanSymbolAt(addr)
+	}
 	v.loadSymbols()
 	i := sort.Search(len(v.syms), func(i int) bool { return v.syms[i].Addr > addr }) - 1
 	if i < 0 {
@@ -300,14 +328,66 @@ func (v *Vmlinux) SymbolAt(addr uint64) (Symbol, bool) {
 			best = j
 		}
 	}
-	s := v.syms[best]
-	if s.Size != 0 && addr >= s.Addr+s.Size {
-		// Past the end of a sized symbol: only claim it when nothing else is closer.
-		if addr-s.Addr > 1<<20 {
-			return Symbol{}, false
+	return v.syms[best], true
+}
+
+// scansBeforeTable is how many SymbolAt lookups scan .symtab before the table
+// is loaded (tens of milliseconds, mostly its sort).
+const scansBeforeTable = 64
+
+// scanSymbolAt is symbolAt by one pass over .symtab, with loadSymbols' filter.
+func (v *Vmlinux) scanSymbolAt(addr uint64) (Symbol, bool) {
+	st := v.section(".symtab")
+	ss := v.f.Section(".symtab")
+	if st == nil || int(ss.Link) >= len(v.f.Sections) {
+		return Symbol{}, false
+	}
+	strs := v.section(v.f.Sections[ss.Link].Name)
+	le := binary.LittleEndian
+	var (
+		have        bool
+		bestAddr    uint64
+		typed, last int // .symtab offsets; typed 0: none
+	)
+	for off := 24; off+24 <= len(st); off += 24 {
+		e := st[off:]
+		a := le.Uint64(e[8:])
+		if a > addr || (have && a < bestAddr) {
+			continue
+		}
+		typ := elf.SymType(e[4] & 0xf)
+		if typ != elf.STT_FUNC && typ != elf.STT_OBJECT && typ != elf.STT_NOTYPE {
+			continue
+		}
+		if shndx := le.Uint16(e[6:]); shndx == 0 || shndx == uint16(elf.SHN_ABS) {
+			continue
+		}
+		no := int(le.Uint32(e))
+		if no >= len(strs) || strs[no] == 0 || strs[no] == '$' {
+			continue
+		}
+		if !have || a > bestAddr {
+			have, bestAddr, typed = true, a, 0
+		}
+		last = off
+		if typed == 0 && typ != elf.STT_NOTYPE {
+			typed = off
 		}
 	}
-	return s, true
+	if !have {
+		return Symbol{}, false
+	}
+	off := last
+	if typed != 0 {
+		off = typed
+	}
+	e := st[off:]
+	no := int(le.Uint32(e))
+	name := strs[no:]
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	return Symbol{Name: string(name), Addr: le.Uint64(e[8:]), Size: le.Uint64(e[16:]), Type: elf.SymType(e[4] & 0xf)}, true
 }
 
 // Symbols returns all symbols sorted by address. The slice is shared: do not modify.
