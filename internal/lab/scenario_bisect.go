@@ -117,6 +117,10 @@ func runBisectScenario(ctx context.Context, cfg *Config, o ScenarioOptions, dir 
 // the step it was killed in is returned.
 func runController(ctx context.Context, cfg *Config, kcrash string, args []string, logf io.Writer, killState string) (int, []byte, error) {
 	cmd := exec.CommandContext(ctx, kcrash, args...)
+	// A controller killed with SIGKILL leaves its load hook running (as a real
+	// controller's crash would); that orphan holds the output pipes open, so Wait
+	// must not wait for them past the controller's own exit.
+	cmd.WaitDelay = 2 * time.Second
 	var stdout bytes.Buffer
 	cmd.Stdout = io.MultiWriter(&stdout, logf)
 	pr, pw := io.Pipe()
@@ -138,6 +142,7 @@ func runController(ctx context.Context, cfg *Config, kcrash string, args []strin
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait(); pw.Close() }()
 	killed := 0
+	readyBoot, readyAt := 0, time.Time{} // the target's boot first seen ready in a test, and when
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -146,7 +151,7 @@ func runController(ctx context.Context, cfg *Config, kcrash string, args []strin
 			if killed > 0 {
 				return killed, stdout.Bytes(), nil
 			}
-			if err != nil {
+			if err != nil && !errors.Is(err, exec.ErrWaitDelay) { // exited 0; a hook's child held the pipe
 				return 0, stdout.Bytes(), fmt.Errorf("kcrash %s: %w (its log: %s)", args[0], err, BisectScenarioLog)
 			}
 			return 0, stdout.Bytes(), nil
@@ -154,7 +159,14 @@ func runController(ctx context.Context, cfg *Config, kcrash string, args []strin
 			if killState == "" || killed > 0 {
 				continue
 			}
-			if n := loadedTest(ctx, cfg.Dir, killState); n > 0 {
+			n, boot := loadedTest(ctx, cfg.Dir, killState)
+			if n == 0 {
+				continue
+			}
+			if boot != readyBoot {
+				readyBoot, readyAt = boot, time.Now()
+			}
+			if time.Since(readyAt) >= bisectKillAfter {
 				syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
 				killed = n
 			}
@@ -162,12 +174,15 @@ func runController(ctx context.Context, cfg *Config, kcrash string, args []strin
 	}
 }
 
-// loadedTest returns the number of the step in progress when it is past step 1
-// and its target has been up and loaded for bisectKillAfter (0 otherwise).
-func loadedTest(ctx context.Context, labDir, statePath string) int {
+// loadedTest returns the number of the step in progress and the target's boot
+// number when the step is past step 1 and its target, rebooted for it, is up and
+// ready (its load has started): 0 otherwise. The caller kills bisectKillAfter
+// after it first sees a boot ready, so the kill lands in the loaded test whatever
+// the test's length (a fixed delay from the boot missed tests shorter than it).
+func loadedTest(ctx context.Context, labDir, statePath string) (step, boot int) {
 	data, err := os.ReadFile(statePath)
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	var st struct {
 		Steps   []json.RawMessage `json:"steps"`
@@ -176,14 +191,14 @@ func loadedTest(ctx context.Context, labDir, statePath string) int {
 		} `json:"pending"`
 	}
 	if json.Unmarshal(data, &st) != nil || len(st.Steps) < 1 || st.Pending == nil {
-		return 0
+		return 0, 0
 	}
 	t, err := LoadTarget(labDir, bisectTarget)
-	if err != nil || !t.Started.After(st.Pending.Start) || time.Since(t.Started) < bisectKillAfter+15*time.Second {
-		return 0
+	if err != nil || !t.Started.After(st.Pending.Start) {
+		return 0, 0
 	}
-	if s := t.Status(ctx); s.State != "running" {
-		return 0
+	if s := t.Status(ctx); s.State != "running" || !s.Ready {
+		return 0, 0
 	}
-	return len(st.Steps) + 1
+	return len(st.Steps) + 1, t.Boots
 }
