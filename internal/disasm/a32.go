@@ -19,19 +19,7 @@ var ErrThumb = errors.New("32-bit ARM Thumb-2 code is not disassembled")
 // byte index of the marked word and trapAddr its address (the pc), or 0 when unknown.
 // Words that do not decode print as objdump prints them: "@ <UNDEFINED> instruction".
 func ARM(code []byte, trap int, trapAddr uint64) ([]Inst, error) {
-	if trap < 0 || trap >= len(code) || trap%4 != 0 {
-		return nil, ErrNoTrap
-	}
-	var out []Inst
-	for off := 0; off+4 <= len(code); off += 4 {
-		i := Inst{Offset: off, Bytes: code[off : off+4], Trap: off == trap}
-		if trapAddr != 0 {
-			i.Addr = trapAddr + uint64(off) - uint64(trap)
-		}
-		i.Text, i.Op, i.Args = a32Text(i.Bytes, i.Addr)
-		out = append(out, i)
-	}
-	return out, nil
+	return words(code, trap, trapAddr, a32Text)
 }
 
 // a32Text is one A32 word as text, with its mnemonic and operands split out.

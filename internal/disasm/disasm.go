@@ -143,6 +143,12 @@ func decodeX86(b []byte, base, trap int, trapAddr uint64, sym Symbolizer) ([]Ins
 // relative). Words that do not decode are ".inst 0x… ; undefined", as objdump
 // prints them.
 func ARM64(code []byte, trap int, trapAddr uint64) ([]Inst, error) {
+	return words(code, trap, trapAddr, a64Text)
+}
+
+// words decodes Code made of 4-byte instruction words with text, the trapping word
+// at byte trap and its address trapAddr (0 when unknown).
+func words(code []byte, trap int, trapAddr uint64, text func(word []byte, addr uint64) (string, string, []string)) ([]Inst, error) {
 	if trap < 0 || trap >= len(code) || trap%4 != 0 {
 		return nil, ErrNoTrap
 	}
@@ -152,7 +158,7 @@ func ARM64(code []byte, trap int, trapAddr uint64) ([]Inst, error) {
 		if trapAddr != 0 {
 			i.Addr = trapAddr + uint64(off) - uint64(trap)
 		}
-		i.Text, i.Op, i.Args = a64Text(i.Bytes, i.Addr)
+		i.Text, i.Op, i.Args = text(i.Bytes, i.Addr)
 		out = append(out, i)
 	}
 	return out, nil

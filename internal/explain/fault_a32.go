@@ -41,17 +41,7 @@ func explainFaultA32(e *Explanation, r *oops.Report, trap *disasm.Inst) {
 	}
 	a := *r.FaultAddress
 	e.Address = &a
-	switch p := poison(a); {
-	case a == 0:
-		e.Cause = "null-pointer"
-		e.add(true, "the address is 0: a NULL pointer was dereferenced")
-	case a < 4096:
-		e.Cause = "near-null"
-		e.add(true, "the address %#x is in the first page: a NULL struct pointer was dereferenced at member offset %#x", a, a)
-	case p != "":
-		e.Cause = "poison"
-		e.add(true, "%#x is %s", a, p)
-	default:
+	if !classifyNullOrPoison(e, a) {
 		e.add(false, "the fault address is %#x (32-bit ARM: kernel or user depends on the kernel's PAGE_OFFSET split)", a)
 	}
 }

@@ -144,16 +144,10 @@ func explainFaultA64(e *Explanation, r *oops.Report, trap *disasm.Inst) {
 // classifyA64 is classify for arm64 addresses: TTBR0 (user) below 2^48, TTBR1
 // (kernel) with the top 16 bits set, anything else a tagged or corrupted pointer.
 func classifyA64(e *Explanation, a uint64, kernelMode bool) {
-	switch p := poison(a); {
-	case a == 0:
-		e.Cause = "null-pointer"
-		e.add(true, "the address is 0: a NULL pointer was dereferenced")
-	case a < 4096:
-		e.Cause = "near-null"
-		e.add(true, "the address %#x is in the first page: a NULL struct pointer was dereferenced at member offset %#x", a, a)
-	case p != "":
-		e.Cause = "poison"
-		e.add(true, "%#x is %s", a, p)
+	if classifyNullOrPoison(e, a) {
+		return
+	}
+	switch {
 	case a>>48 != 0 && a>>48 != 0xffff:
 		e.Cause = "non-canonical"
 		e.add(true, "%#x is neither a user (TTBR0) nor a kernel (TTBR1) address (bits 63..48 mixed): a corrupted pointer, or a tag in the top byte", a)
@@ -164,4 +158,23 @@ func classifyA64(e *Explanation, a uint64, kernelMode bool) {
 		e.Cause = "bad-address"
 		e.add(false, "%#x is a kernel address that is not mapped (freed, vmalloc guard, or a stale pointer)", a)
 	}
+}
+
+// classifyNullOrPoison explains a NULL, first-page or poison address, the cases
+// every architecture shares, and reports whether it was one.
+func classifyNullOrPoison(e *Explanation, a uint64) bool {
+	switch p := poison(a); {
+	case a == 0:
+		e.Cause = "null-pointer"
+		e.add(true, "the address is 0: a NULL pointer was dereferenced")
+	case a < 4096:
+		e.Cause = "near-null"
+		e.add(true, "the address %#x is in the first page: a NULL struct pointer was dereferenced at member offset %#x", a, a)
+	case p != "":
+		e.Cause = "poison"
+		e.add(true, "%#x is %s", a, p)
+	default:
+		return false
+	}
+	return true
 }
