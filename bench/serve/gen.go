@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -88,6 +89,7 @@ type fleet struct {
 	crashAt uint64
 	next    int
 	burst   []int // hosts in the middle of their crash burst
+	genCPU  time.Duration // CPU time of the last run's sending thread
 }
 
 func newFleet(hosts, crashes int, script []string, crashAt uint64) *fleet {
@@ -140,7 +142,14 @@ func (f *fleet) fill(s *sender, n int, srcs [][4]byte) {
 
 // run sends at rate datagrams per second (0: as fast as possible) for d and
 // returns how many it sent.
+//
+// The generator runs on its own OS thread, so its CPU time (genCPU) can be told
+// apart from the receiver's.
 func (f *fleet) run(s *sender, rate float64, d time.Duration) (uint64, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	t0 := threadCPU()
+	defer func() { f.genCPU = threadCPU() - t0 }()
 	const batch = 64
 	srcs := make([][4]byte, batch)
 	start := time.Now()
@@ -166,3 +175,17 @@ func (f *fleet) run(s *sender, rate float64, d time.Duration) (uint64, error) {
 }
 
 func unixClose(fd int) { unix.Close(fd) }
+
+// threadCPU is the calling OS thread's CPU time.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return time.Duration(ts.Nano())
+}
+
+// processCPU is the process's user and system CPU time.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

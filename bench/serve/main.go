@@ -111,6 +111,18 @@ type result struct {
 	whole          uint64 // reports neither corrupted nor cut before the panic
 	crashDrops     uint64
 	perHost        float64 // heap bytes per host after warm-up (with -warm)
+	genCPU, cpu    time.Duration // the generator's CPU time; the whole process's, in the timed run and its catch-up
+}
+
+// cpuText describes where the run's CPU time went.
+func (r result) cpuText() string {
+	return fmt.Sprintf("; CPU: generator %.2f µs/datagram, receiving side %.2f µs/record, process %.2f of %d CPUs",
+		float64(r.genCPU)/float64(time.Microsecond)/float64(max(r.sent, 1)), r.rxCPU(), r.cpu.Seconds()/r.seconds, runtime.NumCPU())
+}
+
+// rxCPU is the receiver's (or collector's) CPU time per datagram received.
+func (r result) rxCPU() float64 {
+	return float64(r.cpu-r.genCPU) / float64(time.Microsecond) / float64(max(r.received, 1))
 }
 
 func (r result) rate() float64 { return float64(r.received) / r.seconds }
@@ -125,7 +137,7 @@ func run(hosts, crashes int, d time.Duration, tries int, scriptPath string) erro
 	if err != nil {
 		return err
 	}
-	fmt.Printf("raw recvmmsg drain: %.0f datagrams/s (sent %d, received %d)\n", raw.rate(), raw.sent, raw.received)
+	fmt.Printf("raw recvmmsg drain: %.0f datagrams/s (sent %d, received %d)%s\n", raw.rate(), raw.sent, raw.received, raw.cpuText())
 	if profile != nil {
 		pprof.StartCPUProfile(profile)
 	}
@@ -136,8 +148,8 @@ func run(hosts, crashes int, d time.Duration, tries int, scriptPath string) erro
 	if err != nil {
 		return err
 	}
-	fmt.Printf("collector drain (blast): %.0f records/s (sent %d, received %d, shed %d), %d reports for %d crashes (%d whole), heap peak %.1f MiB\n",
-		blast.rate(), blast.sent, blast.received, blast.shed, blast.reports, crashes, blast.whole, float64(blast.heapPeak)/(1<<20))
+	fmt.Printf("collector drain (blast): %.0f records/s (sent %d, received %d, shed %d), %d reports for %d crashes (%d whole), heap peak %.1f MiB%s\n",
+		blast.rate(), blast.sent, blast.received, blast.shed, blast.reports, crashes, blast.whole, float64(blast.heapPeak)/(1<<20), blast.cpuText())
 	rate := blast.rate() * 0.95
 	var best *result
 	// A blast run that lost nothing is itself a sustained zero-loss rate: the
@@ -151,8 +163,8 @@ func run(hosts, crashes int, d time.Duration, tries int, scriptPath string) erro
 			return err
 		}
 		lost := r.sent - r.received
-		fmt.Printf("collector at %.0f/s: sent %d, received %d, lost %d, gaps %d, %d reports for %d crashes (%d whole), %d hosts, heap peak %.1f MiB\n",
-			rate, r.sent, r.received, lost, r.gaps, r.reports, crashes, r.whole, r.hosts, float64(r.heapPeak)/(1<<20))
+		fmt.Printf("collector at %.0f/s: sent %d, received %d, lost %d, gaps %d, %d reports for %d crashes (%d whole), %d hosts, heap peak %.1f MiB%s\n",
+			rate, r.sent, r.received, lost, r.gaps, r.reports, crashes, r.whole, r.hosts, float64(r.heapPeak)/(1<<20), r.cpuText())
 		if lost == 0 && r.gaps == 0 && r.reports == uint64(crashes) && r.whole == uint64(crashes) {
 			best = &r
 		}
@@ -262,6 +274,7 @@ func measure(hosts, crashes int, script []string, rate float64, d time.Duration,
 		res.perHost = (float64(m.HeapInuse) - float64(heap0)) / float64(hosts)
 	}
 	start := time.Now()
+	cpu0 := processCPU()
 	res.sent, err = f.run(snd, rate, d)
 	if err != nil {
 		return res, err
@@ -276,6 +289,7 @@ func measure(hosts, crashes int, script []string, rate float64, d time.Duration,
 		last = n
 	}
 	res.seconds = d.Seconds()
+	res.cpu, res.genCPU = processCPU()-cpu0, f.genCPU
 	_ = start
 	rcv.Close()
 	<-done

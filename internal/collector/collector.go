@@ -148,6 +148,8 @@ type shard struct {
 	// active holds the hosts the 20 ms tick must visit (busy ones); the others wait
 	// for the once-a-second visit of every host.
 	active []*host
+	// scratch is the working space of the shard's netconsole streams.
+	scratch netconsole.Scratch
 }
 
 // activate puts h on the fast tick's list; the shard lock is held.
@@ -182,6 +184,7 @@ type host struct {
 	name       string
 	release    string
 	log        []byte // not yet written to the raw log
+	logHint    int32  // the size of the last raw log chunk written (sizes the next buffer)
 	logWritten time.Time
 	logDue     bool // a capture finished: write log at the next tick
 	active     bool // on sh.active
@@ -304,7 +307,9 @@ func (c *Collector) newHost(sh *shard, id string) *host {
 		return nil
 	}
 	c.Stats.Hosts.Add(1)
-	h := &host{id: id, sh: sh, stream: netconsole.NewStream(c.o.Stream), urgent: true}
+	so := c.o.Stream
+	so.Scratch = &sh.scratch // the shard's hosts share one warm buffer, under its lock
+	h := &host{id: id, sh: sh, stream: netconsole.NewStream(so), urgent: true}
 	c.byID.Store(id, h)
 	return h
 }
@@ -406,6 +411,9 @@ func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Tim
 	h.inflate()
 	if c.logs != nil {
 		if len(h.log)+len(line) <= maxLog {
+			if h.log == nil {
+				h.log = getLogBuf(int(h.logHint) + int(h.logHint)/4 + len(line))
+			}
 			h.log = append(h.log, line...)
 		} else {
 			c.Stats.LogDrops.Add(uint64(len(line)))
@@ -431,22 +439,38 @@ func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Tim
 		}
 		return
 	}
-	h.ctx = append(h.ctx, line...)
+	c.appendContext(h, line)
 	if detect(line) {
 		h.capture = append(make([]byte, 0, 2*len(h.ctx)+4096), h.ctx...)
 		c.Stats.CaptureBytes.Add(int64(len(h.capture)))
 		h.capStart, h.quietFor, h.ready = now, 0, false
 		h.ctx = h.ctx[:0]
 		h.sh.activate(h)
-		return
 	}
-	if len(h.ctx) > 2*c.o.ContextBytes {
-		cut := len(h.ctx) - c.o.ContextBytes
-		if i := bytes.IndexByte(h.ctx[cut:], '\n'); i >= 0 {
-			cut += i + 1
+}
+
+// appendContext appends line to h's context, which keeps at least the last
+// ContextBytes of lines in a buffer of about twice that: when the buffer is full,
+// the older part is cut first, and it grows (to at most 2×ContextBytes, once)
+// only when that is not enough. A warm host thus appends without allocating.
+func (c *Collector) appendContext(h *host, line []byte) {
+	if len(h.ctx)+len(line) > cap(h.ctx) {
+		if len(h.ctx) > c.o.ContextBytes {
+			cut := len(h.ctx) - c.o.ContextBytes
+			if i := bytes.IndexByte(h.ctx[cut:], '\n'); i >= 0 {
+				cut += i + 1
+			}
+			h.ctx = append(h.ctx[:0], h.ctx[cut:]...)
 		}
-		h.ctx = append(h.ctx[:0], h.ctx[cut:]...)
+		if need := len(h.ctx) + len(line); need > cap(h.ctx) {
+			n := max(2*cap(h.ctx), 1024, need)
+			if n > 2*c.o.ContextBytes {
+				n = max(2*c.o.ContextBytes, need)
+			}
+			h.ctx = append(make([]byte, 0, n), h.ctx...)
+		}
 	}
+	h.ctx = append(h.ctx, line...)
 }
 
 // detect says whether a console line starts (or continues) a report.
@@ -518,7 +542,7 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 			due := h.logDue || slow && (all || len(h.log) >= logChunkBytes || h.capture != nil || now.Sub(h.logWritten) >= logEvery)
 			if due && len(h.log) > 0 {
 				w.logs = append(w.logs, logChunk{host: h.id, data: h.log})
-				h.log, h.logWritten = nil, now
+				h.log, h.logWritten, h.logHint = nil, now, int32(min(len(h.log), maxLog))
 			}
 			h.logDue = false
 			if slow && compactBudget > 0 && c.compact(&c.zip, h, clock) {
@@ -636,6 +660,9 @@ func (c *Collector) Run(ctx context.Context, drain time.Duration) {
 	step := func(now time.Time, slow, all bool) {
 		c.tick(now, &w, slow, all)
 		c.writeLogs(now, w.logs)
+		for _, ch := range w.logs {
+			putLogBuf(ch.data)
+		}
 		clear(w.logs) // written: keep no reference to the hosts' old buffers
 		c.dispatch(w.done)
 		clear(w.done)

@@ -18,7 +18,7 @@ import (
 	"github.com/kcrash/kcrash/internal/store/sqlite"
 )
 
-func openStore(t *testing.T) store.Store {
+func openStore(t testing.TB) store.Store {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "k.db"))
 	if err != nil {

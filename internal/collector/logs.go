@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -13,6 +14,38 @@ import (
 type logChunk struct {
 	host string
 	data []byte
+}
+
+// Raw log buffers are recycled by size class: a host's next buffer is taken the
+// size its last chunk needed, so a busy host appends without growing a buffer from
+// nothing every few seconds, and an idle one holds none.
+var (
+	logClasses = [...]int{1 << 10, 4 << 10, 16 << 10, 64 << 10}
+	logPools   [len(logClasses)]sync.Pool // of *[]byte
+)
+
+// getLogBuf returns an empty buffer of at least n bytes' capacity.
+func getLogBuf(n int) []byte {
+	for i, c := range logClasses {
+		if n <= c {
+			if v := logPools[i].Get(); v != nil {
+				return (*v.(*[]byte))[:0]
+			}
+			return make([]byte, 0, c)
+		}
+	}
+	return make([]byte, 0, n)
+}
+
+// putLogBuf recycles a buffer getLogBuf returned, once written.
+func putLogBuf(b []byte) {
+	for i, c := range logClasses {
+		if cap(b) == c {
+			b = b[:0]
+			logPools[i].Put(&b)
+			return
+		}
+	}
 }
 
 // logWriter appends to per-host raw logs, rotating each at max bytes (the previous

@@ -79,58 +79,85 @@ var (
 // and Frag.Body are copies; p may be reused. Cost: one pass over p.
 func ParseExtended(p []byte) (Record, error) {
 	var r Record
+	body, err := parseHeader(p, &r)
+	if err != nil {
+		return r, err
+	}
+	if r.Frag != nil {
+		r.Frag.Body = append([]byte(nil), body...)
+		return r, nil
+	}
+	r.Text, r.Dict = parseBody(body)
+	return r, nil
+}
+
+// parseHeader parses an extended datagram's header into r (all but Text, Dict and
+// Frag.Body) and returns the body after it. It allocates only for the release,
+// caller and ncfrag fields.
+func parseHeader(p []byte, r *Record) ([]byte, error) {
 	semi := bytes.IndexByte(p, ';')
 	if semi < 0 || semi > 512 {
-		return r, ErrNotExtended
+		return nil, ErrNotExtended
 	}
 	hdr := p[:semi]
 	if bytes.IndexByte(hdr, '\n') >= 0 {
-		return r, ErrNotExtended
+		return nil, ErrNotExtended
 	}
-	fields := bytes.Split(hdr, []byte{','})
+	// field returns the next comma-separated field of hdr (ok false past the last).
+	rest, done := hdr, false
+	field := func() ([]byte, bool) {
+		if done {
+			return nil, false
+		}
+		f, tail, more := bytes.Cut(rest, []byte{','})
+		rest, done = tail, !more
+		return f, true
+	}
+	f0, _ := field()
 	// The release prefix is the only field holding a '.' before the numbers
 	// (drivers/net/netconsole.c send_ext_msg_udp with the target's release set).
-	if len(fields) > 0 && bytes.IndexByte(fields[0], '.') >= 0 {
-		if !validRelease(fields[0]) {
-			return r, ErrNotExtended
+	if bytes.IndexByte(f0, '.') >= 0 {
+		if !validRelease(f0) {
+			return nil, ErrNotExtended
 		}
-		r.Release = string(fields[0])
-		fields = fields[1:]
+		r.Release = string(f0)
+		var ok bool
+		if f0, ok = field(); !ok {
+			return nil, ErrNotExtended
+		}
 	}
-	if len(fields) < 4 {
-		return r, ErrNotExtended
+	f1, ok1 := field()
+	f2, ok2 := field()
+	f3, ok3 := field()
+	if !ok1 || !ok2 || !ok3 {
+		return nil, ErrNotExtended
 	}
-	prefix, ok1 := atou(fields[0])
-	seq, ok2 := atou(fields[1])
-	ts, ok3 := atou(fields[2])
-	if !ok1 || !ok2 || !ok3 || prefix > 1<<16 || len(fields[3]) != 1 {
-		return r, ErrNotExtended
+	prefix, ok1 := atou(f0)
+	seq, ok2 := atou(f1)
+	ts, ok3 := atou(f2)
+	if !ok1 || !ok2 || !ok3 || prefix > 1<<16 || len(f3) != 1 {
+		return nil, ErrNotExtended
 	}
 	r.Facility, r.Level = int(prefix>>3), int(prefix&7)
 	r.Seq, r.TS = seq, ts
-	r.Cont = fields[3][0] == 'c'
-	for _, f := range fields[4:] {
+	r.Cont = f3[0] == 'c'
+	for f, ok := field(); ok; f, ok = field() {
 		switch {
 		case bytes.HasPrefix(f, []byte("caller=")):
 			r.Caller = string(f[len("caller="):])
 		case bytes.HasPrefix(f, []byte("ncfrag=")):
 			fr, err := parseFrag(f[len("ncfrag="):])
 			if err != nil {
-				return r, err
+				return nil, err
 			}
 			r.Frag = fr
 		}
 	}
 	body := p[semi+1:]
-	if r.Frag != nil {
-		if r.Frag.Off+len(body) > r.Frag.Total {
-			return r, ErrBadFragment
-		}
-		r.Frag.Body = append([]byte(nil), body...)
-		return r, nil
+	if r.Frag != nil && r.Frag.Off+len(body) > r.Frag.Total {
+		return nil, ErrBadFragment
 	}
-	r.Text, r.Dict = parseBody(body)
-	return r, nil
+	return body, nil
 }
 
 // parseBody splits a record body into its unescaped text and dictionary lines.
@@ -156,7 +183,14 @@ func unescape(s []byte) []byte {
 	if bytes.IndexByte(s, '\\') < 0 {
 		return append([]byte(nil), s...)
 	}
-	out := make([]byte, 0, len(s))
+	return unescapeTo(make([]byte, 0, len(s)), s)
+}
+
+// unescapeTo appends s, its escapes decoded, to out.
+func unescapeTo(out, s []byte) []byte {
+	if bytes.IndexByte(s, '\\') < 0 {
+		return append(out, s...)
+	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == '\\' && i+3 < len(s) && s[i+1] == 'x' {

@@ -1,6 +1,7 @@
 package netconsole
 
 import (
+	"bytes"
 	"sort"
 	"time"
 )
@@ -152,7 +153,10 @@ func (q *sequencer) push(r *Record, now time.Time, stat statFunc, emit recFunc) 
 		if len(q.held) == 0 {
 			q.since = now
 		}
-		q.held[r.Seq] = r
+		// r and its text are the stream's scratch: what is held is a copy.
+		h := *r
+		h.Text = bytes.Clone(r.Text)
+		q.held[r.Seq] = &h
 		q.bytes += len(r.Text)
 		stat(0, 0, 1, 0)
 	default:

@@ -26,6 +26,18 @@ type StreamOptions struct {
 	Timeout time.Duration
 	// MaxLine bounds a plain line held without its newline (default 4096 bytes).
 	MaxLine int
+	// Scratch, when set, is working space shared by the streams given it, which
+	// must then not be used concurrently (a collector gives one to each host table,
+	// used under its lock): thousands of hosts then share one warm buffer instead of
+	// each keeping its own.
+	Scratch *Scratch
+}
+
+// Scratch is a Stream's working space: a record's decoded text and its rendered
+// console lines, both only valid during one Push or Tick.
+type Scratch struct {
+	text, line []byte
+	rec        Record
 }
 
 func (o *StreamOptions) fill() {
@@ -73,7 +85,18 @@ type Stream struct {
 
 	frags asm
 	seq   sequencer
-	line  []byte // scratch for rendered lines
+	own   *Scratch // when the options give none
+}
+
+// scratch returns the stream's working space.
+func (s *Stream) scratch() *Scratch {
+	if s.opts.Scratch != nil {
+		return s.opts.Scratch
+	}
+	if s.own == nil {
+		s.own = &Scratch{}
+	}
+	return s.own
 }
 
 // NewStream returns a Stream with the options o.
@@ -86,12 +109,22 @@ func NewStream(o StreamOptions) *Stream {
 
 // Buffered returns the bytes the stream holds (partial line, fragments, held records).
 func (s *Stream) Buffered() int {
-	return cap(s.partial) + s.frags.size() + s.seq.bytes + cap(s.line)
+	n := cap(s.partial) + s.frags.size() + s.seq.bytes
+	if s.own != nil {
+		n += cap(s.own.text) + cap(s.own.line)
+	}
+	return n
 }
 
 // Push handles one datagram received at now.
+//
+// An in-order record is decoded into the scratch space and rendered from there;
+// only one held for a missing predecessor is copied.
 func (s *Stream) Push(p []byte, now time.Time, emit EmitFunc) {
-	r, err := ParseExtended(p)
+	sc := s.scratch()
+	r := &sc.rec
+	*r = Record{}
+	body, err := parseHeader(p, r)
 	if err == ErrNotExtended {
 		if Junk(p) {
 			s.Stats.Junk++
@@ -107,25 +140,48 @@ func (s *Stream) Push(p []byte, now time.Time, emit EmitFunc) {
 	}
 	s.Stats.Records++
 	if r.Frag != nil {
-		body, ok := s.frags.add(&r, now)
+		r.Frag.Body = body
+		whole, ok := s.frags.add(r, now)
 		if !ok {
 			return
 		}
-		r.Text, r.Dict = parseBody(body)
-		r.Frag = nil
+		body, r.Frag = whole, nil
 	}
+	text, dict, _ := bytes.Cut(body, []byte{'\n'})
+	sc.text = unescapeTo(sc.text[:0], text)
+	r.Text = sc.text
 	if r.Release != "" {
 		s.Release = r.Release
 	}
-	for _, kv := range r.Dict {
-		switch kv.Key {
+	if len(dict) > 0 {
+		s.readDict(dict)
+	}
+	s.seq.push(r, now, s.Stats.add, func(r *Record, ev Event) { s.emitRecord(r, ev, emit) })
+}
+
+// readDict takes the host's name and release from a record's dictionary lines,
+// allocating only when one changes.
+func (s *Stream) readDict(dict []byte) {
+	for n := 0; len(dict) > 0 && n < 64; n++ {
+		var line []byte
+		line, dict, _ = bytes.Cut(dict, []byte{'\n'})
+		k, v, _ := bytes.Cut(bytes.TrimLeft(line, " "), []byte{'='})
+		var dst *string
+		switch string(k) {
 		case "hostname", "host":
-			s.Hostname = kv.Value
+			dst = &s.Hostname
 		case "release":
-			s.Release = kv.Value
+			dst = &s.Release
+		default:
+			continue
+		}
+		if bytes.IndexByte(v, '\\') >= 0 {
+			v = unescape(v)
+		}
+		if *dst != string(v) {
+			*dst = string(v)
 		}
 	}
-	s.seq.push(&r, now, s.Stats.add, func(r *Record, ev Event) { s.emitRecord(r, ev, emit) })
 }
 
 func (st *StreamStats) add(gaps, dups, reordered, reboots uint64) {
@@ -136,8 +192,9 @@ func (st *StreamStats) add(gaps, dups, reordered, reboots uint64) {
 }
 
 func (s *Stream) emitRecord(r *Record, ev Event, emit EmitFunc) {
-	s.line = ConsoleLine(s.line[:0], r)
-	b := s.line
+	sc := s.scratch()
+	sc.line = ConsoleLine(sc.line[:0], r)
+	b := sc.line
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		emit(b[:i+1], ev)
@@ -233,7 +290,7 @@ func (s *Stream) Flush(emit EmitFunc) {
 // host); it is allocated again as needed.
 func (s *Stream) Compact() {
 	if !s.Pending() {
-		s.line, s.partial = nil, nil
+		s.own, s.partial = nil, nil
 		s.seq.held = nil
 	}
 }
