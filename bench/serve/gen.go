@@ -88,7 +88,7 @@ type fleet struct {
 	script  []string
 	crashAt uint64
 	next    int
-	burst   []int // hosts in the middle of their crash burst
+	burst   []int         // hosts in the middle of their crash burst
 	genCPU  time.Duration // CPU time of the last run's sending thread
 }
 

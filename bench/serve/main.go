@@ -110,7 +110,7 @@ type result struct {
 	shed, kept     uint64 // overload: ordinary datagrams shed, crash datagrams kept
 	whole          uint64 // reports neither corrupted nor cut before the panic
 	crashDrops     uint64
-	perHost        float64 // heap bytes per host after warm-up (with -warm)
+	perHost        float64       // heap bytes per host after warm-up (with -warm)
 	genCPU, cpu    time.Duration // the generator's CPU time; the whole process's, in the timed run and its catch-up
 }
 
