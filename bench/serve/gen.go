@@ -140,6 +140,15 @@ func (f *fleet) fill(s *sender, n int, srcs [][4]byte) {
 	}
 }
 
+// crashNow makes host h send the crash script next, in a burst.
+func (f *fleet) crashNow(h int) {
+	if line, ok := f.crash[h]; ok && line >= 0 && line < len(f.script) {
+		return // crashing already
+	}
+	f.crash[h] = 0
+	f.burst = append(f.burst, h)
+}
+
 // run sends at rate datagrams per second (0: as fast as possible) for d and
 // returns how many it sent.
 //

@@ -44,9 +44,25 @@ func main() {
 	kcrashBin := flag.String("kcrash", "", "kcrash `binary` for -netconsd (default: go build ./cmd/kcrash)")
 	memOnly := flag.Bool("mem", false, "measure memory only: -hosts hosts send -mem-records records each, then report heap and RSS per host, active and once idle")
 	memRecords := flag.Int("mem-records", 10, "records per host for -mem (120 fill a host's 8 KiB context)")
+	soak := flag.Duration("soak", 0, "soak: run the collector this long at -soak-rate, a crash every -soak-crash-every, printing memory and loss every minute")
+	soakRate := flag.Float64("soak-rate", 0, "records/s for -soak (0: 80% of the zero-loss rate found first)")
+	soakEvery := flag.Duration("soak-crash-every", time.Minute, "how often a host crashes during -soak")
+	soakLogMax := flag.Int64("soak-log-max", 256<<10, "raw log rotation size during -soak (bytes per host file)")
 	flag.Parse()
 	if *memOnly {
 		if err := runMem(*hosts, *memRecords); err != nil {
+			fmt.Fprintln(os.Stderr, "serve-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *soak > 0 {
+		warmUp = *warm
+		script, err := crashScript(*script)
+		if err == nil {
+			err = runSoak(*hosts, *soak, *soakRate, *soakEvery, *tries, script, *soakLogMax)
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "serve-bench:", err)
 			os.Exit(1)
 		}
@@ -133,45 +149,9 @@ func run(hosts, crashes int, d time.Duration, tries int, scriptPath string) erro
 		return err
 	}
 	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d; %d hosts, %d crashes per run, %s per run; collector warmed up first: %v\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), hosts, crashes, d, warmUp)
-	raw, err := measure(hosts, crashes, script, 0, d, false)
+	raw, best, err := zeroLoss(hosts, crashes, d, tries, script)
 	if err != nil {
 		return err
-	}
-	fmt.Printf("raw recvmmsg drain: %.0f datagrams/s (sent %d, received %d)%s\n", raw.rate(), raw.sent, raw.received, raw.cpuText())
-	if profile != nil {
-		pprof.StartCPUProfile(profile)
-	}
-	blast, err := measure(hosts, crashes, script, 0, d, true)
-	if profile != nil {
-		pprof.StopCPUProfile()
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Printf("collector drain (blast): %.0f records/s (sent %d, received %d, shed %d), %d reports for %d crashes (%d whole), heap peak %.1f MiB%s\n",
-		blast.rate(), blast.sent, blast.received, blast.shed, blast.reports, crashes, blast.whole, float64(blast.heapPeak)/(1<<20), blast.cpuText())
-	rate := blast.rate() * 0.95
-	var best *result
-	// A blast run that lost nothing is itself a sustained zero-loss rate: the
-	// generator, sharing the CPUs, was the limit.
-	if blast.sent == blast.received && blast.gaps == 0 && blast.reports == uint64(crashes) && blast.whole == uint64(crashes) {
-		best = &blast
-	}
-	for i := 0; i < tries && best == nil; i++ {
-		r, err := measure(hosts, crashes, script, rate, d, true)
-		if err != nil {
-			return err
-		}
-		lost := r.sent - r.received
-		fmt.Printf("collector at %.0f/s: sent %d, received %d, lost %d, gaps %d, %d reports for %d crashes (%d whole), %d hosts, heap peak %.1f MiB%s\n",
-			rate, r.sent, r.received, lost, r.gaps, r.reports, crashes, r.whole, r.hosts, float64(r.heapPeak)/(1<<20), r.cpuText())
-		if lost == 0 && r.gaps == 0 && r.reports == uint64(crashes) && r.whole == uint64(crashes) {
-			best = &r
-		}
-		rate *= 0.85
-	}
-	if best == nil {
-		return errors.New("no zero-loss rate found")
 	}
 	fmt.Printf("RESULT sustained zero-loss: %.0f records/s; raw drain %.0f/s; ratio %.0f%%; crashes stored whole: %d/%d; heap peak %.1f MiB; heap per warm host %.0f bytes\n",
 		best.rate(), raw.rate(), 100*best.rate()/raw.rate(), best.whole, crashes, float64(best.heapPeak)/(1<<20), best.perHost)
@@ -184,6 +164,53 @@ func run(hosts, crashes int, d time.Duration, tries int, scriptPath string) erro
 	fmt.Printf("RESULT overload at %.0f/s (2x): sent %d (%.0f/s), processed %d, shed %d, crash datagrams kept %d, lost %d; %d reports for %d crashes, %d whole\n",
 		2*best.rate(), over.sent, float64(over.sent)/d.Seconds(), over.received, over.shed, over.kept, over.crashDrops, over.reports, crashes, over.whole)
 	return nil
+}
+
+// zeroLoss measures the raw recvmmsg drain, then the collector at full blast and
+// at a ladder of rates (each 85% of the one before) until one loses nothing and
+// stores every crash whole.
+func zeroLoss(hosts, crashes int, d time.Duration, tries int, script []string) (raw, best result, err error) {
+	raw, err = measure(hosts, crashes, script, 0, d, false)
+	if err != nil {
+		return raw, result{}, err
+	}
+	fmt.Printf("raw recvmmsg drain: %.0f datagrams/s (sent %d, received %d)%s\n", raw.rate(), raw.sent, raw.received, raw.cpuText())
+	if profile != nil {
+		pprof.StartCPUProfile(profile)
+	}
+	blast, err := measure(hosts, crashes, script, 0, d, true)
+	if profile != nil {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
+		return raw, result{}, err
+	}
+	fmt.Printf("collector drain (blast): %.0f records/s (sent %d, received %d, shed %d), %d reports for %d crashes (%d whole), heap peak %.1f MiB%s\n",
+		blast.rate(), blast.sent, blast.received, blast.shed, blast.reports, crashes, blast.whole, float64(blast.heapPeak)/(1<<20), blast.cpuText())
+	rate := blast.rate() * 0.95
+	var bestp *result
+	// A blast run that lost nothing is itself a sustained zero-loss rate: the
+	// generator, sharing the CPUs, was the limit.
+	if blast.sent == blast.received && blast.gaps == 0 && blast.reports == uint64(crashes) && blast.whole == uint64(crashes) {
+		bestp = &blast
+	}
+	for i := 0; i < tries && bestp == nil; i++ {
+		r, err := measure(hosts, crashes, script, rate, d, true)
+		if err != nil {
+			return raw, result{}, err
+		}
+		lost := r.sent - r.received
+		fmt.Printf("collector at %.0f/s: sent %d, received %d, lost %d, gaps %d, %d reports for %d crashes (%d whole), %d hosts, heap peak %.1f MiB%s\n",
+			rate, r.sent, r.received, lost, r.gaps, r.reports, crashes, r.whole, r.hosts, float64(r.heapPeak)/(1<<20), r.cpuText())
+		if lost == 0 && r.gaps == 0 && r.reports == uint64(crashes) && r.whole == uint64(crashes) {
+			bestp = &r
+		}
+		rate *= 0.85
+	}
+	if bestp == nil {
+		return raw, result{}, errors.New("no zero-loss rate found")
+	}
+	return raw, *bestp, nil
 }
 
 // measure runs one generator pass against the raw loop or the collector.

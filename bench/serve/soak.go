@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/kcrash/kcrash/internal/collector"
+	"github.com/kcrash/kcrash/internal/netconsole"
+	"github.com/kcrash/kcrash/internal/store"
+	"github.com/kcrash/kcrash/internal/store/sqlite"
+)
+
+// runSoak runs the collector (receiver, streams, raw logs, SQLite) for d at rate
+// records/s (0: 80% of the zero-loss rate the ladder finds first), with one host
+// crashing every crashEvery, and prints a line a minute: records sent, processed,
+// shed and dropped by the kernel, reports stored, heap and RSS. Raw logs rotate at
+// logMax bytes so that an hour of 10,000 hosts fits on the disk.
+func runSoak(hosts int, d time.Duration, rate float64, crashEvery time.Duration, tries int, script []string, logMax int64) error {
+	fmt.Printf("soak: machine %d CPUs; %d hosts for %s, a crash every %s\n", runtime.NumCPU(), hosts, d, crashEvery)
+	if rate <= 0 {
+		raw, best, err := zeroLoss(hosts, 20, 5*time.Second, tries, script)
+		if err != nil {
+			return err
+		}
+		rate = 0.8 * best.rate()
+		fmt.Printf("soak: zero-loss rate %.0f records/s (raw drain %.0f/s); soaking at 80%%: %.0f records/s\n", best.rate(), raw.rate(), rate)
+	}
+	ctx := context.Background()
+	tmp, err := os.MkdirTemp("", "serve-bench-soak-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	st, err := sqlite.Open(ctx, filepath.Join(tmp, "k.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rcv, err := netconsole.Listen(ctx, "127.0.0.1:0", netconsole.ListenOptions{Sockets: 1, ReadBuffer: 32 << 20})
+	if err != nil {
+		return err
+	}
+	port := rcv.Addr().Port
+	col := collector.New(collector.Options{Store: st, LogDir: filepath.Join(tmp, "logs"), LogMaxBytes: logMax, MaxHosts: hosts + 10})
+	if _, err := col.OpenSpool(filepath.Join(tmp, "spool")); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go col.Run(cctx, 30*time.Second)
+	col.SetBackpressure(rcv.Fill)
+	rdone := make(chan error, 1)
+	go func() { rdone <- rcv.Run(col.Receive) }()
+	snd, err := newSender(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), 64)
+	if err != nil {
+		return err
+	}
+	defer unixClose(snd.fd)
+	f := newFleet(hosts, 0, script, 1<<62)
+	// Warm up as measure does: every host known, its raw log written once.
+	srcs := make([][4]byte, 64)
+	for n := 0; n < hosts*10; n += 64 {
+		for uint64(n) > col.Stats.Packets.Load()+8192 {
+			time.Sleep(time.Millisecond)
+		}
+		f.fill(snd, 64, srcs)
+		if err := snd.send(64, srcs); err != nil {
+			return err
+		}
+	}
+	time.Sleep(6500 * time.Millisecond)
+	base := col.Stats.Packets.Load()
+	drops0, _ := socketDrops(port)
+
+	type sample struct {
+		at            time.Duration
+		heap, rss     uint64
+		sent, handled uint64
+	}
+	var sent atomic.Uint64
+	var samples []sample
+	var crashes int
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	start := time.Now()
+	cpu0 := processCPU()
+	go func() {
+		defer close(sampled)
+		tk := time.NewTicker(time.Minute)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			rss, _ := memKB(os.Getpid())
+			drops, _ := socketDrops(port)
+			s := sample{time.Since(start), m.HeapInuse, uint64(rss) << 10, sent.Load(), col.Stats.Packets.Load() - base}
+			samples = append(samples, s)
+			fmt.Printf("soak %3.0f min: sent %d, processed %d, shed %d, kernel drops %d, reports %d, heap in use %.1f MiB, RSS %.1f MiB, CPU %.2f of %d\n",
+				s.at.Minutes(), s.sent, s.handled, col.Stats.Shed.Load(), drops-drops0, col.Stats.Reports.Load(),
+				float64(s.heap)/(1<<20), float64(s.rss)/(1<<20), (processCPU()-cpu0).Seconds()/s.at.Seconds(), runtime.NumCPU())
+		}
+	}()
+	// The generator, paced, on its own thread; a different host crashes every crashEvery.
+	var genCPU time.Duration
+	err = func() error {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		t0 := threadCPU()
+		defer func() { genCPU = threadCPU() - t0 }()
+		const batch = 64
+		nextCrash := crashEvery
+		for {
+			el := time.Since(start)
+			if el >= d {
+				return nil
+			}
+			if el >= nextCrash {
+				f.crashNow((crashes*7919 + 13) % hosts)
+				crashes++
+				nextCrash += crashEvery
+			}
+			if float64(sent.Load()) >= el.Seconds()*rate {
+				time.Sleep(200 * time.Microsecond)
+				continue
+			}
+			f.fill(snd, batch, srcs)
+			if err := snd.send(batch, srcs); err != nil {
+				return err
+			}
+			sent.Add(batch)
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	// Catch up with the socket, let the last crash be stored, stop.
+	for last := uint64(0); ; {
+		time.Sleep(300 * time.Millisecond)
+		n := col.Stats.Packets.Load() - base
+		if n == last || n >= sent.Load() {
+			break
+		}
+		last = n
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	<-sampled
+	cpu := processCPU() - cpu0
+	handled := col.Stats.Packets.Load() - base
+	drops, _ := socketDrops(port)
+	rcv.Close()
+	<-rdone
+	cancel()
+	<-col.Done()
+	reps, err := st.Reports(ctx, store.ReportQuery{Limit: 100000})
+	if err != nil {
+		return err
+	}
+	whole := 0
+	for _, r := range reps {
+		if !r.Corrupted && r.Panicked {
+			whole++
+		}
+	}
+	total := sent.Load()
+	fmt.Printf("RESULT soak %s at %.0f records/s (%d hosts): sent %d, processed %d, lost %d (shed %d, kernel drops %d, gaps %d); %d crashes, %d reports, %d whole; collector CPU %.2f µs per record (generator excluded)\n",
+		d, rate, hosts, total, handled, total-min(total, handled), col.Stats.Shed.Load(), drops-drops0, col.Stats.Gaps.Load(),
+		crashes, col.Stats.Reports.Load(), whole, float64(cpu-genCPU)/float64(time.Microsecond)/float64(max(handled, 1)))
+	if len(samples) >= 4 {
+		// Flat memory: the first quarter's samples against the last quarter's.
+		q := len(samples) / 4
+		avg := func(ss []sample, rss bool) float64 {
+			var t float64
+			for _, s := range ss {
+				if rss {
+					t += float64(s.rss)
+				} else {
+					t += float64(s.heap)
+				}
+			}
+			return t / float64(len(ss)) / (1 << 20)
+		}
+		var peak uint64
+		for _, s := range samples {
+			peak = max(peak, s.rss)
+		}
+		fmt.Printf("RESULT soak memory: heap in use %.1f MiB (first quarter) -> %.1f MiB (last quarter); RSS %.1f -> %.1f MiB, peak %.1f MiB\n",
+			avg(samples[:q], false), avg(samples[len(samples)-q:], false), avg(samples[:q], true), avg(samples[len(samples)-q:], true), float64(peak)/(1<<20))
+	}
+	return nil
+}
