@@ -44,6 +44,8 @@ func main() {
 	kcrashBin := flag.String("kcrash", "", "kcrash `binary` for -netconsd (default: go build ./cmd/kcrash)")
 	memOnly := flag.Bool("mem", false, "measure memory only: -hosts hosts send -mem-records records each, then report heap and RSS per host, active and once idle")
 	memRecords := flag.Int("mem-records", 10, "records per host for -mem (120 fill a host's 8 KiB context)")
+	drain := flag.String("drain", "", "internal (started by -external and -netconsd): run a bare recvmmsg receiver on this `address` until killed")
+	external := flag.Bool("external", false, "run the receivers as separate processes against this generator: the bare receiver (raw drain) and kcrash serve, and netconsd with -netconsd")
 	soak := flag.Duration("soak", 0, "soak: run the collector this long at -soak-rate, a crash every -soak-crash-every, printing memory and loss every minute")
 	soakRate := flag.Float64("soak-rate", 0, "records/s for -soak (0: 80% of the zero-loss rate found first)")
 	soakEvery := flag.Duration("soak-crash-every", time.Minute, "how often a host crashes during -soak")
@@ -51,6 +53,13 @@ func main() {
 	flag.Parse()
 	if *memOnly {
 		if err := runMem(*hosts, *memRecords); err != nil {
+			fmt.Fprintln(os.Stderr, "serve-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *drain != "" {
+		if err := runDrain(*drain); err != nil {
 			fmt.Fprintln(os.Stderr, "serve-bench:", err)
 			os.Exit(1)
 		}
@@ -68,7 +77,7 @@ func main() {
 		}
 		return
 	}
-	if *netconsd != "" {
+	if *netconsd != "" || *external {
 		if err := runVs(*netconsd, *module, *kcrashBin, *hosts, time.Duration(*seconds*float64(time.Second)), *tries, *script); err != nil {
 			fmt.Fprintln(os.Stderr, "serve-bench:", err)
 			os.Exit(1)

@@ -9,6 +9,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -19,10 +20,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/kcrash/kcrash/internal/netconsole"
 )
 
 // daemon is an external receiver under test.
@@ -117,6 +122,37 @@ func startNetconsd(bin, module, dir string) (*daemon, error) {
 	return &daemon{name: "netconsd", cmd: cmd, port: port, shed: func() uint64 { return 0 }}, nil
 }
 
+// startRaw starts this benchmark's own bare receiver (-drain): the kcrash serve
+// receiver's sockets (one per CPU, SO_REUSEPORT, 8 MiB buffers, recvmmsg of 256)
+// with a handler that only counts. Its zero-loss rate is the machine's raw drain
+// with the generator in another process, as it is for the daemons.
+func startRaw() (*daemon, error) {
+	port, err := freeUDPPort()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "-drain", fmt.Sprintf("127.0.0.1:%d", port))
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &daemon{name: "raw recvmmsg", cmd: cmd, port: port, shed: func() uint64 { return 0 }}, nil
+}
+
+// runDrain is the process startRaw starts: it receives on addr until killed.
+func runDrain(addr string) error {
+	rcv, err := netconsole.Listen(context.Background(), addr, netconsole.ListenOptions{Sockets: runtime.GOMAXPROCS(0)})
+	if err != nil {
+		return err
+	}
+	var n atomic.Uint64
+	return rcv.Run(func(_ int, _ time.Time, p []netconsole.Packet) { n.Add(uint64(len(p))) })
+}
+
 var shedMetric = regexp.MustCompile(`(?m)^kcrash_drops_total\{what="overload_(?:shed|crash)"\} (\S+)$`)
 
 func startKcrash(bin, dir string) (*daemon, error) {
@@ -173,6 +209,7 @@ type vsRun struct {
 	cpuPerRecord       float64 // µs
 	rssKB, hwmKB       uint64
 	processedPerSecond float64
+	achieved           float64 // records/s the generator reached
 }
 
 // measureDaemon warms d up (ten records per host at a gentle rate) and runs the
@@ -215,9 +252,10 @@ func measureDaemon(d *daemon, hosts int, script []string, dur time.Duration, sta
 		r.cpuPerRecord = (cpuSeconds(d.cmd.Process.Pid) - cpu0) / float64(sent) * 1e6
 		r.rssKB, r.hwmKB = memKB(d.cmd.Process.Pid)
 		r.processedPerSecond = float64(sent-min(r.lost, sent)) / dur.Seconds()
+		r.achieved = float64(sent) / dur.Seconds()
 		out = append(out, r)
-		fmt.Printf("  %s at %.0f/s: sent %d, lost %d, %.2f µs CPU per record, RSS %.1f MiB (peak %.1f MiB)\n",
-			d.name, rate, sent, r.lost, r.cpuPerRecord, float64(r.rssKB)/1024, float64(r.hwmKB)/1024)
+		fmt.Printf("  %s at %.0f/s (reached %.0f/s): sent %d, lost %d, %.2f µs CPU per record, RSS %.1f MiB (peak %.1f MiB)\n",
+			d.name, rate, r.achieved, sent, r.lost, r.cpuPerRecord, float64(r.rssKB)/1024, float64(r.hwmKB)/1024)
 		if r.lost == 0 {
 			return out, nil
 		}
@@ -226,8 +264,9 @@ func measureDaemon(d *daemon, hosts int, script []string, dur time.Duration, sta
 	return out, nil
 }
 
-// runVs measures netconsd and kcrash serve one after the other against the same
-// generator and prints the comparison.
+// runVs measures, one after the other against the same generator (in this
+// process), the bare receiver (-drain), netconsd (when netconsd is set) and kcrash
+// serve, each a separate process, and prints the comparison.
 func runVs(netconsd, module, kcrash string, hosts int, dur time.Duration, tries int, scriptPath string) error {
 	script, err := crashScript(scriptPath)
 	if err != nil {
@@ -244,31 +283,38 @@ func runVs(netconsd, module, kcrash string, hosts int, dur time.Duration, tries 
 			return fmt.Errorf("go build ./cmd/kcrash: %v\n%s", err, out)
 		}
 	}
-	if module == "" {
+	if module == "" && netconsd != "" {
 		module = filepath.Join(filepath.Dir(netconsd), "modules", "logger-simple.so")
 	}
 	raw, err := measure(hosts, 0, script, 0, dur, false)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("machine: %d CPUs; %d hosts; raw recvmmsg drain %.0f datagrams/s (the ladder starts there)\n", runtimeCPUs(), hosts, raw.rate())
+	fmt.Printf("machine: %d CPUs; %d hosts; in-process raw recvmmsg drain %.0f datagrams/s (the ladder starts at 1.5x that)\n", runtimeCPUs(), hosts, raw.rate())
+	names := []string{"raw recvmmsg", "kcrash serve"}
+	if netconsd != "" {
+		names = []string{"raw recvmmsg", "netconsd", "kcrash serve"}
+	}
 	best := map[string]vsRun{}
-	for _, name := range []string{"netconsd", "kcrash serve"} {
+	for _, name := range names {
 		dir, err := os.MkdirTemp("", "serve-bench-vs-")
 		if err != nil {
 			return err
 		}
 		var d *daemon
-		if name == "netconsd" {
+		switch name {
+		case "raw recvmmsg":
+			d, err = startRaw()
+		case "netconsd":
 			d, err = startNetconsd(netconsd, module, dir)
-		} else {
+		default:
 			d, err = startKcrash(kcrash, dir)
 		}
 		if err != nil {
 			os.RemoveAll(dir)
 			return err
 		}
-		runs, err := measureDaemon(d, hosts, script, dur, raw.rate(), tries)
+		runs, err := measureDaemon(d, hosts, script, dur, 1.5*raw.rate(), tries)
 		d.stop()
 		os.RemoveAll(dir)
 		if err != nil {
@@ -278,11 +324,20 @@ func runVs(netconsd, module, kcrash string, hosts int, dur time.Duration, tries 
 			best[name] = last
 		}
 	}
-	n, k := best["netconsd"], best["kcrash serve"]
-	if n.rate == 0 || k.rate == 0 {
+	r, k := best["raw recvmmsg"], best["kcrash serve"]
+	if r.rate == 0 || k.rate == 0 {
 		return errors.New("no zero-loss rate for one of them (more -tries?)")
 	}
+	fmt.Printf("RESULT zero-loss records/s, generator in another process: raw recvmmsg %.0f, kcrash serve %.0f (%.0f%% of raw); CPU per record: raw %.2f µs, kcrash %.2f µs\n",
+		r.achieved, k.achieved, 100*k.achieved/r.achieved, r.cpuPerRecord, k.cpuPerRecord)
+	if netconsd == "" {
+		return nil
+	}
+	n := best["netconsd"]
+	if n.rate == 0 {
+		return errors.New("no zero-loss rate for netconsd (more -tries?)")
+	}
 	fmt.Printf("RESULT zero-loss records/s: netconsd %.0f, kcrash serve %.0f (kcrash/netconsd %.2f); CPU per record: netconsd %.2f µs, kcrash %.2f µs (%.1fx); RSS: netconsd %.1f MiB, kcrash %.1f MiB\n",
-		n.rate, k.rate, k.rate/n.rate, n.cpuPerRecord, k.cpuPerRecord, k.cpuPerRecord/n.cpuPerRecord, float64(n.rssKB)/1024, float64(k.rssKB)/1024)
+		n.achieved, k.achieved, k.achieved/n.achieved, n.cpuPerRecord, k.cpuPerRecord, k.cpuPerRecord/n.cpuPerRecord, float64(n.rssKB)/1024, float64(k.rssKB)/1024)
 	return nil
 }
