@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# kcrash serve side by side with Meta's netconsd, against the same generator in one
-# run (bench/serve -netconsd): records/s at zero loss, CPU per record and memory of
+# kcrash serve side by side with Meta's netconsd and with a bare recvmmsg receiver
+# (the raw drain), each in its own process, against the same generator in one run
+# (bench/serve -netconsd): records/s at zero loss, CPU per record and memory of
 # each. Loss is what the kernel dropped at each daemon's sockets (/proc/net/udp*)
 # plus what kcrash shed under overload.
 #

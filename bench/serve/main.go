@@ -4,9 +4,19 @@
 // recvmmsg loop (the machine's raw UDP drain rate), then to the collector (netconsole
 // receiver, per-host streams, oops detection, raw logs, SQLite store). It reports
 // the drain rates, the highest rate the collector sustained with zero loss and every
-// crash stored, and the memory it used.
+// crash stored, the CPU time per record of the generator and of the receiving side,
+// and the memory it used.
 //
-//	go run ./bench/serve -hosts 10000 -seconds 5
+//	go run ./bench/serve -hosts 10000 -seconds 5            # in one process
+//	go run ./bench/serve -external -hosts 10000 -seconds 5  # receivers in their own processes
+//	NETCONSD=/path/to/netconsd bench/netconsd.sh 10000 5    # the same, with netconsd too
+//	go run ./bench/serve -mem -hosts 100000                 # memory per host, active and idle
+//	go run ./bench/serve -soak 60m                          # an hour at 80% of the zero-loss rate
+//
+// In one process the generator and the collector share the Go scheduler: a
+// sendmmsg call that outlasts its time slice loses its P, so the generator slows
+// down as soon as the collector is busy. -external puts each receiver (a bare
+// recvmmsg loop, netconsd, kcrash serve) in a process of its own, as in production.
 package main
 
 import (
