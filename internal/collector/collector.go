@@ -169,8 +169,13 @@ type host struct {
 	id         string
 	sh         *shard
 	stream     *netconsole.Stream
-	ctx        []byte // the last lines, at most about 2×ContextBytes
-	ctxZ       []byte // ctx compressed while the host is idle (ctx is nil then)
+	// ctx holds the host's recent lines, each appended once: the part not yet
+	// written to the raw log (ctx[logged:]) and the context of the next report
+	// (the lines after ctxFrom, at least the last ContextBytes of them).
+	ctx        []byte
+	logged     int    // bytes at ctx's start handed to the raw log (all of them without raw logs)
+	ctxFrom    int    // where the next report's context starts: after the last capture
+	ctxZ       []byte // the context compressed while the host is idle (ctx is nil then)
 	capture    []byte // nil unless a report is being captured
 	capStart   time.Time
 	quietFor   int  // lines since the last detected line
@@ -183,8 +188,6 @@ type host struct {
 	told       time.Time
 	name       string
 	release    string
-	log        []byte // not yet written to the raw log
-	logHint    int32  // the size of the last raw log chunk written (sizes the next buffer)
 	logWritten time.Time
 	logDue     bool // a capture finished: write log at the next tick
 	active     bool // on sh.active
@@ -409,16 +412,7 @@ func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Tim
 	}
 	h.lastLine = now
 	h.inflate()
-	if c.logs != nil {
-		if len(h.log)+len(line) <= maxLog {
-			if h.log == nil {
-				h.log = getLogBuf(int(h.logHint) + int(h.logHint)/4 + len(line))
-			}
-			h.log = append(h.log, line...)
-		} else {
-			c.Stats.LogDrops.Add(uint64(len(line)))
-		}
-	}
+	c.appendLine(h, line)
 	if h.tailing.Load() {
 		c.subs.send(h.id, line)
 	}
@@ -439,38 +433,71 @@ func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Tim
 		}
 		return
 	}
-	c.appendContext(h, line)
 	if detect(line) {
-		h.capture = append(make([]byte, 0, 2*len(h.ctx)+4096), h.ctx...)
+		// The capture starts with the context: the lines since the last capture,
+		// this one included, at most 2×ContextBytes of them.
+		ctx := h.ctx[h.ctxFrom:]
+		if len(ctx) > 2*c.o.ContextBytes {
+			ctx = ctx[cutAt(ctx, len(ctx)-2*c.o.ContextBytes):]
+		}
+		h.capture = append(make([]byte, 0, 2*len(ctx)+4096), ctx...)
 		c.Stats.CaptureBytes.Add(int64(len(h.capture)))
 		h.capStart, h.quietFor, h.ready = now, 0, false
-		h.ctx = h.ctx[:0]
+		h.ctxFrom = len(h.ctx)
 		h.sh.activate(h)
 	}
 }
 
-// appendContext appends line to h's context, which keeps at least the last
-// ContextBytes of lines in a buffer of about twice that: when the buffer is full,
-// the older part is cut first, and it grows (to at most 2×ContextBytes, once)
-// only when that is not enough. A warm host thus appends without allocating.
-func (c *Collector) appendContext(h *host, line []byte) {
-	if len(h.ctx)+len(line) > cap(h.ctx) {
-		if len(h.ctx) > c.o.ContextBytes {
-			cut := len(h.ctx) - c.o.ContextBytes
-			if i := bytes.IndexByte(h.ctx[cut:], '\n'); i >= 0 {
-				cut += i + 1
-			}
-			h.ctx = append(h.ctx[:0], h.ctx[cut:]...)
-		}
-		if need := len(h.ctx) + len(line); need > cap(h.ctx) {
-			n := max(2*cap(h.ctx), 1024, need)
-			if n > 2*c.o.ContextBytes {
-				n = max(2*c.o.ContextBytes, need)
-			}
-			h.ctx = append(make([]byte, 0, n), h.ctx...)
-		}
+// appendLine appends line to h.ctx, for the raw log and the context. When the
+// buffer is full, what is written and older than the last ContextBytes is cut
+// first; it grows only when that is not enough, so a warm host appends without
+// allocating, and each line is copied once.
+func (c *Collector) appendLine(h *host, line []byte) {
+	if c.logs == nil {
+		defer func() { h.logged = len(h.ctx) }() // nothing waits for a raw log
+	}
+	if len(h.ctx)+len(line) <= cap(h.ctx) {
+		h.ctx = append(h.ctx, line...)
+		return
+	}
+	if unwritten := len(h.ctx) - h.logged; unwritten+len(line) > maxLog {
+		// The raw log is far behind (its writer is stalled): its oldest unwritten
+		// bytes are shed, counted; the context keeps them.
+		c.Stats.LogDrops.Add(uint64(unwritten))
+		h.logged = len(h.ctx)
+	}
+	if len(h.ctx) > c.o.ContextBytes {
+		cut := min(cutAt(h.ctx, len(h.ctx)-c.o.ContextBytes), h.logged)
+		h.ctx = append(h.ctx[:0], h.ctx[cut:]...)
+		h.logged -= cut
+		h.ctxFrom = max(0, h.ctxFrom-cut)
+	}
+	if need := len(h.ctx) + len(line); need > cap(h.ctx) {
+		h.ctx = append(make([]byte, 0, max(2*cap(h.ctx), 1024, need)), h.ctx...)
 	}
 	h.ctx = append(h.ctx, line...)
+}
+
+// cutAt returns the start of the first whole line of b at or after i.
+func cutAt(b []byte, i int) int {
+	if i <= 0 {
+		return 0
+	}
+	if j := bytes.IndexByte(b[i-1:], '\n'); j >= 0 {
+		return i + j
+	}
+	return len(b)
+}
+
+// takeLog returns a copy of h's lines not yet written to its raw log, and counts
+// them as handed over. The shard lock is held.
+func (h *host) takeLog() []byte {
+	if h.logged >= len(h.ctx) {
+		return nil
+	}
+	b := append(getLogBuf(len(h.ctx)-h.logged), h.ctx[h.logged:]...)
+	h.logged = len(h.ctx)
+	return b
 }
 
 // detect says whether a console line starts (or continues) a report.
@@ -485,6 +512,7 @@ func (c *Collector) finish(h *host) {
 	cp := capture{host: h.id, release: h.release, at: h.capStart, text: h.capture}
 	c.Stats.CaptureBytes.Add(-int64(len(h.capture)))
 	h.capture, h.ready, h.quietFor = nil, false, 0
+	h.ctxFrom = len(h.ctx) // the next report's context starts after this one
 	h.sh.done = append(h.sh.done, cp)
 	h.logDue = true
 	h.sh.activate(h)
@@ -539,10 +567,12 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 			// (before its reports are analyzed); otherwise when it has a fair amount,
 			// while it is crashing, or every logEvery: writing 10,000 small pieces
 			// every second would cost more than collecting them.
-			due := h.logDue || slow && (all || len(h.log) >= logChunkBytes || h.capture != nil || now.Sub(h.logWritten) >= logEvery)
-			if due && len(h.log) > 0 {
-				w.logs = append(w.logs, logChunk{host: h.id, data: h.log})
-				h.log, h.logWritten, h.logHint = nil, now, int32(min(len(h.log), maxLog))
+			due := h.logDue || slow && (all || len(h.ctx)-h.logged >= logChunkBytes || h.capture != nil || now.Sub(h.logWritten) >= logEvery)
+			if due {
+				if b := h.takeLog(); b != nil {
+					w.logs = append(w.logs, logChunk{host: h.id, data: b})
+					h.logWritten = now
+				}
 			}
 			h.logDue = false
 			if slow && compactBudget > 0 && c.compact(&c.zip, h, clock) {
@@ -599,8 +629,8 @@ func (c *Collector) evictIdle(sh *shard, n int, w *tickWork) {
 	slices.SortFunc(cs, func(a, b cand) int { return a.at.Compare(b.at) })
 	for _, x := range cs[:min(n, len(cs))] {
 		h := sh.hosts[x.k]
-		if len(h.log) > 0 {
-			w.logs = append(w.logs, logChunk{host: h.id, data: h.log})
+		if b := h.takeLog(); b != nil {
+			w.logs = append(w.logs, logChunk{host: h.id, data: b})
 		}
 		if h.dirty {
 			w.seen = append(w.seen, store.HostSeen{ID: h.id, Name: h.name, Release: h.release, Seen: h.lastSeen, Boot: h.boot})

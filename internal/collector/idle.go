@@ -26,16 +26,12 @@ type compactor struct {
 // compact compresses h's context when h is idle; it returns whether it did. The
 // shard lock is held.
 func (c *Collector) compact(z *compactor, h *host, now time.Time) bool {
-	if h.ctxZ != nil || len(h.ctx) == 0 || h.capture != nil || h.busy() || now.Sub(h.lastLine) < c.o.IdleAfter {
+	if h.ctxZ != nil || len(h.ctx) == 0 || h.capture != nil || h.busy() || h.logged < len(h.ctx) || now.Sub(h.lastLine) < c.o.IdleAfter {
 		return false
 	}
-	ctx := h.ctx
+	ctx := h.ctx[h.ctxFrom:]
 	if len(ctx) > c.o.ContextBytes {
-		cut := len(ctx) - c.o.ContextBytes
-		if i := bytes.IndexByte(ctx[cut:], '\n'); i >= 0 {
-			cut += i + 1
-		}
-		ctx = ctx[cut:]
+		ctx = ctx[cutAt(ctx, len(ctx)-c.o.ContextBytes):]
 	}
 	z.buf.Reset()
 	if z.w == nil {
@@ -48,7 +44,7 @@ func (c *Collector) compact(z *compactor, h *host, now time.Time) bool {
 		return false
 	}
 	h.ctxZ = bytes.Clone(z.buf.Bytes())
-	h.ctx = nil
+	h.ctx, h.logged, h.ctxFrom = nil, 0, 0
 	h.stream.Compact()
 	return true
 }
@@ -59,7 +55,7 @@ func (h *host) inflate() {
 		return
 	}
 	h.ctx = contextOf(h.ctxZ)
-	h.ctxZ = nil
+	h.ctxZ, h.logged, h.ctxFrom = nil, len(h.ctx), 0 // written before it was compressed
 }
 
 // contextOf decompresses a context; a corrupt one (never written by compact)

@@ -72,7 +72,7 @@ func (c *Collector) Context(id string) []byte {
 	if h.ctxZ != nil {
 		return contextOf(h.ctxZ)
 	}
-	return append([]byte(nil), h.ctx...)
+	return append([]byte(nil), h.ctx[h.ctxFrom:]...)
 }
 
 // Warnings describes the collector's troubles, for the dashboard: raw logs shed
