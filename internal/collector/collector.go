@@ -166,32 +166,34 @@ func (h *host) busy() bool { return h.capture != nil || h.logDue || h.stream.Pen
 
 // host is one source's state, guarded by its shard's mutex.
 type host struct {
-	id         string
-	sh         *shard
-	stream     *netconsole.Stream
+	// The fields a datagram touches come first, the stream's state after them.
 	// ctx holds the host's recent lines, each appended once: the part not yet
 	// written to the raw log (ctx[logged:]) and the context of the next report
 	// (the lines after ctxFrom, at least the last ContextBytes of them).
-	ctx        []byte
-	logged     int    // bytes at ctx's start handed to the raw log (all of them without raw logs)
-	ctxFrom    int    // where the next report's context starts: after the last capture
-	ctxZ       []byte // the context compressed while the host is idle (ctx is nil then)
-	capture    []byte // nil unless a report is being captured
+	ctx      []byte
+	logged   int    // bytes at ctx's start handed to the raw log (all of them without raw logs)
+	ctxFrom  int    // where the next report's context starts: after the last capture
+	ctxZ     []byte // the context compressed while the host is idle (ctx is nil then)
+	capture  []byte // nil unless a report is being captured
+	lastLine time.Time
+	lastSeen time.Time
+	dirty    bool // lastSeen/boot not yet told to the store
+	urgent   bool // new, renamed, new release or boot: tell the store at the next slow tick
+	logDue   bool // a capture finished: write log at the next tick
+	active   bool // on sh.active
+	ready    bool // the capture is complete (end marker, size)
+	tailing  atomic.Bool
+	quietFor int // lines since the last detected line
+	name     string
+	release  string
+
+	id         string
+	sh         *shard
 	capStart   time.Time
-	quietFor   int  // lines since the last detected line
-	ready      bool // the capture is complete (end marker, size)
-	lastLine   time.Time
-	lastSeen   time.Time
 	boot       time.Time
-	dirty      bool // lastSeen/boot not yet told to the store
-	urgent     bool // new, renamed, new release or boot: tell the store at the next slow tick
 	told       time.Time
-	name       string
-	release    string
 	logWritten time.Time
-	logDue     bool // a capture finished: write log at the next tick
-	active     bool // on sh.active
-	tailing    atomic.Bool
+	stream     netconsole.Stream
 }
 
 // New returns a collector; call Run to start its background work.
@@ -312,7 +314,8 @@ func (c *Collector) newHost(sh *shard, id string) *host {
 	c.Stats.Hosts.Add(1)
 	so := c.o.Stream
 	so.Scratch = &sh.scratch // the shard's hosts share one warm buffer, under its lock
-	h := &host{id: id, sh: sh, stream: netconsole.NewStream(so), urgent: true}
+	h := &host{id: id, sh: sh, urgent: true}
+	h.stream = *netconsole.NewStream(so)
 	c.byID.Store(id, h)
 	return h
 }

@@ -10,6 +10,7 @@ import (
 // sends every fragment of one record with the same header and ncfrag=off/total).
 // It keeps at most two records in progress per host; a third evicts the oldest.
 type asm struct {
+	n     int // slots in use: most hosts never fragment, and size costs nothing then
 	slots [2]fragSlot
 }
 
@@ -24,6 +25,9 @@ type fragSlot struct {
 }
 
 func (a *asm) size() int {
+	if a.n == 0 {
+		return 0
+	}
 	n := 0
 	for i := range a.slots {
 		if a.slots[i].used {
@@ -53,6 +57,9 @@ func (a *asm) add(r *Record, now time.Time) ([]byte, bool) {
 				sl = &a.slots[i]
 			}
 		}
+		if !sl.used {
+			a.n++
+		}
 		*sl = fragSlot{used: true, seq: r.Seq, total: f.Total, since: now,
 			buf: make([]byte, f.Total), have: make([]uint64, (f.Total+63)/64)}
 	}
@@ -68,6 +75,7 @@ func (a *asm) add(r *Record, now time.Time) ([]byte, bool) {
 	}
 	body := sl.buf
 	*sl = fragSlot{}
+	a.n--
 	return body, true
 }
 
@@ -75,6 +83,7 @@ func (a *asm) expire(now time.Time, after time.Duration) {
 	for i := range a.slots {
 		if a.slots[i].used && now.Sub(a.slots[i].since) >= after {
 			a.slots[i] = fragSlot{}
+			a.n--
 		}
 	}
 }
