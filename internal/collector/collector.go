@@ -456,14 +456,18 @@ func (c *Collector) line(h *host, line []byte, ev netconsole.Event, now time.Tim
 // first; it grows only when that is not enough, so a warm host appends without
 // allocating, and each line is copied once.
 func (c *Collector) appendLine(h *host, line []byte) {
+	if len(h.ctx)+len(line) > cap(h.ctx) {
+		c.makeRoom(h, len(line))
+	}
+	h.ctx = append(h.ctx, line...)
 	if c.logs == nil {
-		defer func() { h.logged = len(h.ctx) }() // nothing waits for a raw log
+		h.logged = len(h.ctx) // nothing waits for a raw log
 	}
-	if len(h.ctx)+len(line) <= cap(h.ctx) {
-		h.ctx = append(h.ctx, line...)
-		return
-	}
-	if unwritten := len(h.ctx) - h.logged; unwritten+len(line) > maxLog {
+}
+
+// makeRoom makes room for n more bytes in h.ctx.
+func (c *Collector) makeRoom(h *host, n int) {
+	if unwritten := len(h.ctx) - h.logged; unwritten+n > maxLog {
 		// The raw log is far behind (its writer is stalled): its oldest unwritten
 		// bytes are shed, counted; the context keeps them.
 		c.Stats.LogDrops.Add(uint64(unwritten))
@@ -475,10 +479,9 @@ func (c *Collector) appendLine(h *host, line []byte) {
 		h.logged -= cut
 		h.ctxFrom = max(0, h.ctxFrom-cut)
 	}
-	if need := len(h.ctx) + len(line); need > cap(h.ctx) {
+	if need := len(h.ctx) + n; need > cap(h.ctx) {
 		h.ctx = append(make([]byte, 0, max(2*cap(h.ctx), 1024, need)), h.ctx...)
 	}
-	h.ctx = append(h.ctx, line...)
 }
 
 // cutAt returns the start of the first whole line of b at or after i.
