@@ -40,10 +40,12 @@ func (c *Collector) IngestReports(ctx context.Context, host, source string, text
 		}
 		if created {
 			sr.ID = id
-			c.Stats.Reports.Add(1)
+			// Counted once its watchers heard of it: whoever waits for the count
+			// (a test, a dashboard) then finds the report everywhere it goes.
 			if c.notify != nil {
 				c.notify(sr)
 			}
+			c.Stats.Reports.Add(1)
 		} else {
 			c.Stats.Duplicates.Add(1)
 		}

@@ -144,10 +144,12 @@ func (c *Collector) writer(ctx context.Context) {
 				}
 				if created {
 					r.ID = id
-					c.Stats.Reports.Add(1)
+					// Counted once its watchers heard of it: whoever waits for the count
+					// (a test, a dashboard) then finds the report everywhere it goes.
 					if c.notify != nil {
 						c.notify(r)
 					}
+					c.Stats.Reports.Add(1)
 				} else {
 					c.Stats.Duplicates.Add(1)
 				}

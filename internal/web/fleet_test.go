@@ -112,7 +112,7 @@ func TestFleetAPI(t *testing.T) {
 			want = fleet.Software
 		}
 		if c != want {
-			t.Errorf("group %q: %s, want %s", title, c, want)
+			t.Errorf("group %q: %s, want %s\n%s", title, c, want, body)
 		}
 	}
 	var hosts struct {
