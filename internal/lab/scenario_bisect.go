@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -90,7 +91,11 @@ func runBisectScenario(ctx context.Context, cfg *Config, o ScenarioOptions, dir 
 
 	// First run: killed with SIGKILL in the middle of a loaded test.
 	cfg.progress("scenario bisect: kcrash bisect over %s, the race from %s", strings.Join(o.Kernels, " "), o.Gate)
-	killed, _, err := runController(ctx, cfg, o.Kcrash, start, logf, state)
+	killed, _, sess, err := runController(ctx, cfg, o.Kcrash, start, logf, state)
+	// The killed controller's load hook goes on, as after a real controller's
+	// crash, while the resumed controller works; it is stopped when the scenario
+	// ends, not left to load the machine for ever.
+	defer killSession(sess)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +104,8 @@ func runBisectScenario(ctx context.Context, cfg *Config, o ScenarioOptions, dir 
 	}
 	cfg.progress("scenario bisect: killed the controller (SIGKILL) during step %d; resuming", killed)
 	fmt.Fprintf(logf, "=== the scenario killed kcrash bisect (SIGKILL) during step %d; kcrash bisect --resume %s\n", killed, state)
-	_, out, err := runController(ctx, cfg, o.Kcrash, []string{"bisect", "--resume", state, "--json"}, logf, "")
+	_, out, sess2, err := runController(ctx, cfg, o.Kcrash, []string{"bisect", "--resume", state, "--json"}, logf, "")
+	defer killSession(sess2)
 	if err != nil {
 		return nil, err
 	}
@@ -114,9 +120,12 @@ func runBisectScenario(ctx context.Context, cfg *Config, o ScenarioOptions, dir 
 // runController runs kcrash bisect with args, its output appended to logf (and
 // its standard output returned). With killState set it is killed with SIGKILL
 // bisectKillAfter into the first loaded test after step 1, and the number of
-// the step it was killed in is returned.
-func runController(ctx context.Context, cfg *Config, kcrash string, args []string, logf io.Writer, killState string) (int, []byte, error) {
+// the step it was killed in is returned. The controller runs in a session of its
+// own, whose id is returned: its hooks make process groups of their own, and
+// killSession finds them all by it.
+func runController(ctx context.Context, cfg *Config, kcrash string, args []string, logf io.Writer, killState string) (killed int, _ []byte, session int, _ error) {
 	cmd := exec.CommandContext(ctx, kcrash, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// A controller killed with SIGKILL leaves its load hook running (as a real
 	// controller's crash would); that orphan holds the output pipes open, so Wait
 	// must not wait for them past the controller's own exit.
@@ -137,11 +146,11 @@ func runController(ctx context.Context, cfg *Config, kcrash string, args []strin
 	}()
 	if err := cmd.Start(); err != nil {
 		pw.Close()
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
+	session = cmd.Process.Pid
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait(); pw.Close() }()
-	killed := 0
 	readyBoot, readyAt := 0, time.Time{} // the target's boot first seen ready in a test, and when
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -149,12 +158,12 @@ func runController(ctx context.Context, cfg *Config, kcrash string, args []strin
 		select {
 		case err := <-done:
 			if killed > 0 {
-				return killed, stdout.Bytes(), nil
+				return killed, stdout.Bytes(), session, nil
 			}
 			if err != nil && !errors.Is(err, exec.ErrWaitDelay) { // exited 0; a hook's child held the pipe
-				return 0, stdout.Bytes(), fmt.Errorf("kcrash %s: %w (its log: %s)", args[0], err, BisectScenarioLog)
+				return 0, stdout.Bytes(), session, fmt.Errorf("kcrash %s: %w (its log: %s)", args[0], err, BisectScenarioLog)
 			}
-			return 0, stdout.Bytes(), nil
+			return 0, stdout.Bytes(), session, nil
 		case <-tick.C:
 			if killState == "" || killed > 0 {
 				continue
@@ -201,4 +210,41 @@ func loadedTest(ctx context.Context, labDir, statePath string) (step, boot int) 
 		return 0, 0
 	}
 	return len(st.Steps) + 1, t.Boots
+}
+
+// killSession kills (SIGKILL) every process left in session sid, found by the
+// session field of /proc/PID/stat.
+func killSession(sid int) {
+	if sid <= 0 {
+		return
+	}
+	for _, pid := range sessionProcs(sid) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// sessionProcs lists the processes of session sid.
+func sessionProcs(sid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp session ...: comm may hold spaces and ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 3 && f[3] == strconv.Itoa(sid) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
