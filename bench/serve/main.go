@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -55,10 +56,12 @@ func main() {
 	memOnly := flag.Bool("mem", false, "measure memory only: -hosts hosts send -mem-records records each, then report heap and RSS per host, active and once idle")
 	memRecords := flag.Int("mem-records", 10, "records per host for -mem (120 fill a host's 8 KiB context)")
 	drain := flag.String("drain", "", "internal (started by -external and -netconsd): run a bare recvmmsg receiver on this `address` until killed")
+	rates := flag.String("rates", "", "with -external or -netconsd: run every receiver at each of these comma-separated `rates` (records/s) instead of the ladder, printing loss and memory growth at each")
 	external := flag.Bool("external", false, "run the receivers as separate processes against this generator: the bare receiver (raw drain) and kcrash serve, and netconsd with -netconsd")
 	soak := flag.Duration("soak", 0, "soak: run the collector this long at -soak-rate, a crash every -soak-crash-every, printing memory and loss every minute")
 	soakRate := flag.Float64("soak-rate", 0, "records/s for -soak (0: 80% of the zero-loss rate found first)")
 	soakEvery := flag.Duration("soak-crash-every", time.Minute, "how often a host crashes during -soak")
+	soakLadder := flag.Duration("soak-ladder", 20*time.Second, "length of each run of the ladder that finds the zero-loss rate for -soak")
 	soakLogMax := flag.Int64("soak-log-max", 256<<10, "raw log rotation size during -soak (bytes per host file)")
 	flag.Parse()
 	if *memOnly {
@@ -79,13 +82,18 @@ func main() {
 		warmUp = *warm
 		script, err := crashScript(*script)
 		if err == nil {
-			err = runSoak(*hosts, *soak, *soakRate, *soakEvery, *tries, script, *soakLogMax)
+			err = runSoak(*hosts, *soak, *soakRate, *soakEvery, *soakLadder, *tries, script, *soakLogMax)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "serve-bench:", err)
 			os.Exit(1)
 		}
 		return
+	}
+	for _, f := range strings.Split(*rates, ",") {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(f), 64); err == nil && v > 0 {
+			fixedRates = append(fixedRates, v)
+		}
 	}
 	if *netconsd != "" || *external {
 		if err := runVs(*netconsd, *module, *kcrashBin, *hosts, time.Duration(*seconds*float64(time.Second)), *tries, *script); err != nil {

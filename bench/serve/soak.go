@@ -17,14 +17,16 @@ import (
 )
 
 // runSoak runs the collector (receiver, streams, raw logs, SQLite) for d at rate
-// records/s (0: 80% of the zero-loss rate the ladder finds first), with one host
+// records/s (0: 80% of the zero-loss rate the ladder finds first, with runs of
+// ladder each: longer than the benchmark's 5 s, as what is sustained for a few
+// seconds need not be for an hour), with one host
 // crashing every crashEvery, and prints a line a minute: records sent, processed,
 // shed and dropped by the kernel, reports stored, heap and RSS. Raw logs rotate at
 // logMax bytes so that an hour of 10,000 hosts fits on the disk.
-func runSoak(hosts int, d time.Duration, rate float64, crashEvery time.Duration, tries int, script []string, logMax int64) error {
+func runSoak(hosts int, d time.Duration, rate float64, crashEvery, ladder time.Duration, tries int, script []string, logMax int64) error {
 	fmt.Printf("soak: machine %d CPUs; %d hosts for %s, a crash every %s\n", runtime.NumCPU(), hosts, d, crashEvery)
 	if rate <= 0 {
-		raw, best, err := zeroLoss(hosts, 20, 5*time.Second, tries, script)
+		raw, best, err := zeroLoss(hosts, 20, ladder, tries, script)
 		if err != nil {
 			return err
 		}

@@ -212,6 +212,9 @@ type vsRun struct {
 	achieved           float64 // records/s the generator reached
 }
 
+// fixedRates, when set (-rates), replaces the ladder: every daemon runs at each.
+var fixedRates []float64
+
 // measureDaemon warms d up (ten records per host at a gentle rate) and runs the
 // generator at each rate of the ladder, highest first, until one loses nothing.
 func measureDaemon(d *daemon, hosts int, script []string, dur time.Duration, start float64, tries int) ([]vsRun, error) {
@@ -238,7 +241,14 @@ func measureDaemon(d *daemon, hosts int, script []string, dur time.Duration, sta
 	time.Sleep(6 * time.Second) // kcrash writes a quiet host's raw log within 5 s
 	var out []vsRun
 	rate := start
+	if len(fixedRates) > 0 {
+		tries = len(fixedRates)
+	}
 	for i := 0; i < tries; i++ {
+		if len(fixedRates) > 0 {
+			rate = fixedRates[i]
+		}
+		rss0, _ := memKB(d.cmd.Process.Pid)
 		drops0, _ := socketDrops(d.port)
 		shed0 := d.shed()
 		cpu0 := cpuSeconds(d.cmd.Process.Pid)
@@ -254,8 +264,11 @@ func measureDaemon(d *daemon, hosts int, script []string, dur time.Duration, sta
 		r.processedPerSecond = float64(sent-min(r.lost, sent)) / dur.Seconds()
 		r.achieved = float64(sent) / dur.Seconds()
 		out = append(out, r)
-		fmt.Printf("  %s at %.0f/s (reached %.0f/s): sent %d, lost %d, %.2f µs CPU per record, RSS %.1f MiB (peak %.1f MiB)\n",
-			d.name, rate, r.achieved, sent, r.lost, r.cpuPerRecord, float64(r.rssKB)/1024, float64(r.hwmKB)/1024)
+		fmt.Printf("  %s at %.0f/s (reached %.0f/s): sent %d, lost %d, %.2f µs CPU per record, RSS %.1f MiB (%+.1f MiB in the run, peak %.1f MiB)\n",
+			d.name, rate, r.achieved, sent, r.lost, r.cpuPerRecord, float64(r.rssKB)/1024, (float64(r.rssKB)-float64(rss0))/1024, float64(r.hwmKB)/1024)
+		if len(fixedRates) > 0 {
+			continue
+		}
 		if r.lost == 0 {
 			return out, nil
 		}
@@ -323,6 +336,9 @@ func runVs(netconsd, module, kcrash string, hosts int, dur time.Duration, tries 
 		if last := runs[len(runs)-1]; last.lost == 0 {
 			best[name] = last
 		}
+	}
+	if len(fixedRates) > 0 {
+		return nil // the runs above are the result
 	}
 	r, k := best["raw recvmmsg"], best["kcrash serve"]
 	if r.rate == 0 || k.rate == 0 {
