@@ -78,6 +78,14 @@ func main() {
 		}
 		return
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "serve-bench:", err)
+			os.Exit(1)
+		}
+		profile = f
+	}
 	if *soak > 0 {
 		warmUp = *warm
 		script, err := crashScript(*script)
@@ -101,14 +109,6 @@ func main() {
 			os.Exit(1)
 		}
 		return
-	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "serve-bench:", err)
-			os.Exit(1)
-		}
-		profile = f
 	}
 	warmUp = *warm
 	if err := run(*hosts, *crashes, time.Duration(*seconds*float64(time.Second)), *tries, *script); err != nil {

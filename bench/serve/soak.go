@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sync/atomic"
 	"time"
 
@@ -92,6 +93,10 @@ func runSoak(hosts int, d time.Duration, rate float64, crashEvery, ladder time.D
 	sampled := make(chan struct{})
 	start := time.Now()
 	cpu0 := processCPU()
+	if profile != nil {
+		pprof.StartCPUProfile(profile)
+		defer pprof.StopCPUProfile()
+	}
 	go func() {
 		defer close(sampled)
 		tk := time.NewTicker(time.Minute)
