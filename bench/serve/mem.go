@@ -1,17 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
 	"time"
 
 	"github.com/kcrash/kcrash/internal/collector"
-	"github.com/kcrash/kcrash/internal/netconsole"
-	"github.com/kcrash/kcrash/internal/store/sqlite"
 )
 
 // runMem measures what a host costs: hosts hosts send records records each through the
@@ -19,48 +15,26 @@ import (
 // and the process's RSS are read once the raw logs are written (active hosts), and
 // again once every host's context is compressed (idle hosts).
 func runMem(hosts, records int) error {
-	ctx := context.Background()
-	tmp, err := os.MkdirTemp("", "serve-bench-mem-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	st, err := sqlite.Open(ctx, filepath.Join(tmp, "k.db"))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	rcv, err := netconsole.Listen(ctx, "127.0.0.1:0", netconsole.ListenOptions{Sockets: 1, ReadBuffer: 32 << 20})
-	if err != nil {
-		return err
-	}
 	const idle = 10 * time.Second
-	col := collector.New(collector.Options{Store: st, LogDir: filepath.Join(tmp, "logs"), MaxHosts: hosts + 10, IdleAfter: idle})
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go col.Run(cctx, 30*time.Second)
-	col.SetBackpressure(rcv.Fill)
-	go rcv.Run(col.Receive)
+	r, err := newRig("serve-bench-mem-", collector.Options{MaxHosts: hosts + 10, IdleAfter: idle}, false)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	col := r.col
 	runtime.GC()
 	var m0 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	rss0, _ := memKB(os.Getpid())
-	snd, err := newSender(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(rcv.Addr().Port)), 64)
+	snd, err := newSender(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(r.port())), 64)
 	if err != nil {
 		return err
 	}
 	defer unixClose(snd.fd)
 	f := newFleet(hosts, 0, nil, 1<<62)
-	srcs := make([][4]byte, 64)
 	start := time.Now()
-	for n := 0; n < hosts*records; n += 64 {
-		for uint64(n) > col.Stats.Packets.Load()+8192 {
-			time.Sleep(time.Millisecond)
-		}
-		f.fill(snd, 64, srcs)
-		if err := snd.send(64, srcs); err != nil {
-			return err
-		}
+	if err := r.warm(snd, f, hosts, records); err != nil {
+		return err
 	}
 	for col.Stats.Packets.Load() < uint64(hosts*records/64*64) && time.Since(start) < 5*time.Minute {
 		time.Sleep(100 * time.Millisecond)
@@ -83,8 +57,5 @@ func runMem(hosts, records int) error {
 		time.Sleep(500 * time.Millisecond)
 	}
 	report(fmt.Sprintf("idle (%d contexts compressed)", col.Stats.Compacted.Load()))
-	rcv.Close()
-	cancel()
-	<-col.Done()
 	return nil
 }

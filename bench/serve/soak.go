@@ -5,16 +5,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"sync/atomic"
 	"time"
 
 	"github.com/kcrash/kcrash/internal/collector"
-	"github.com/kcrash/kcrash/internal/netconsole"
 	"github.com/kcrash/kcrash/internal/store"
-	"github.com/kcrash/kcrash/internal/store/sqlite"
 )
 
 // runSoak runs the collector (receiver, streams, raw logs, SQLite) for d at rate
@@ -34,32 +31,12 @@ func runSoak(hosts int, d time.Duration, rate float64, crashEvery, ladder time.D
 		rate = 0.8 * best.rate()
 		fmt.Printf("soak: zero-loss rate %.0f records/s (raw drain %.0f/s); soaking at 80%%: %.0f records/s\n", best.rate(), raw.rate(), rate)
 	}
-	ctx := context.Background()
-	tmp, err := os.MkdirTemp("", "serve-bench-soak-")
+	r, err := newRig("serve-bench-soak-", collector.Options{LogMaxBytes: logMax, MaxHosts: hosts + 10}, true)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	st, err := sqlite.Open(ctx, filepath.Join(tmp, "k.db"))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	rcv, err := netconsole.Listen(ctx, "127.0.0.1:0", netconsole.ListenOptions{Sockets: 1, ReadBuffer: 32 << 20})
-	if err != nil {
-		return err
-	}
-	port := rcv.Addr().Port
-	col := collector.New(collector.Options{Store: st, LogDir: filepath.Join(tmp, "logs"), LogMaxBytes: logMax, MaxHosts: hosts + 10})
-	if _, err := col.OpenSpool(filepath.Join(tmp, "spool")); err != nil {
-		return err
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go col.Run(cctx, 30*time.Second)
-	col.SetBackpressure(rcv.Fill)
-	rdone := make(chan error, 1)
-	go func() { rdone <- rcv.Run(col.Receive) }()
+	defer r.close()
+	col, port := r.col, r.port()
 	snd, err := newSender(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), 64)
 	if err != nil {
 		return err
@@ -67,15 +44,8 @@ func runSoak(hosts int, d time.Duration, rate float64, crashEvery, ladder time.D
 	defer unixClose(snd.fd)
 	f := newFleet(hosts, 0, script, 1<<62)
 	// Warm up as measure does: every host known, its raw log written once.
-	srcs := make([][4]byte, 64)
-	for n := 0; n < hosts*10; n += 64 {
-		for uint64(n) > col.Stats.Packets.Load()+8192 {
-			time.Sleep(time.Millisecond)
-		}
-		f.fill(snd, 64, srcs)
-		if err := snd.send(64, srcs); err != nil {
-			return err
-		}
+	if err := r.warm(snd, f, hosts, 10); err != nil {
+		return err
 	}
 	time.Sleep(6500 * time.Millisecond)
 	base := col.Stats.Packets.Load()
@@ -126,6 +96,7 @@ func runSoak(hosts int, d time.Duration, rate float64, crashEvery, ladder time.D
 		t0 := threadCPU()
 		defer func() { genCPU = threadCPU() - t0 }()
 		const batch = 64
+		srcs := make([][4]byte, batch)
 		nextCrash := crashEvery
 		for {
 			el := time.Since(start)
@@ -166,11 +137,10 @@ func runSoak(hosts int, d time.Duration, rate float64, crashEvery, ladder time.D
 	cpu := processCPU() - cpu0
 	handled := col.Stats.Packets.Load() - base
 	drops, _ := socketDrops(port)
-	rcv.Close()
-	<-rdone
-	cancel()
+	r.stopReceiving()
+	r.cancel()
 	<-col.Done()
-	reps, err := st.Reports(ctx, store.ReportQuery{Limit: 100000})
+	reps, err := r.st.Reports(context.Background(), store.ReportQuery{Limit: 100000})
 	if err != nil {
 		return err
 	}
