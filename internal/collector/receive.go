@@ -71,10 +71,11 @@ func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netcon
 		time.Sleep(200 * time.Microsecond)
 	}
 	if len(q.queue) < rxChunks {
-		if q.kept != nil { // what was kept while shedding goes first
+		if q.kept != nil { // what was kept while shedding goes first (counted in backlog already)
 			q.queue <- q.kept
 			q.kept = nil
 		}
+		q.backlog.Add(1)
 		q.queue <- ch
 		return
 	}
@@ -90,6 +91,7 @@ func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netcon
 		}
 		if q.kept == nil {
 			q.kept = q.get(now)
+			q.backlog.Add(1)
 		}
 		q.kept.add(p)
 		c.Stats.Kept.Add(1)
@@ -101,6 +103,7 @@ func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netcon
 		default:
 			c.Stats.CrashDrops.Add(uint64(len(q.kept.pkts)))
 			q.put(q.kept)
+			q.backlog.Add(-1)
 		}
 		q.kept = nil
 	}
@@ -138,16 +141,20 @@ type rxQueue struct {
 	// handled is the receipt time (UnixNano) of the chunk the processor handles or
 	// handled last.
 	handled atomic.Int64
+	// backlog counts the chunks received and not yet handled: queued, kept aside
+	// while shedding, or in the processor's hands. Unlike len(queue) it does not
+	// drop to zero while the processor holds the last chunk it took.
+	backlog atomic.Int64
 }
 
 // clock is the time up to which every datagram received has been handled: now when
-// Receive's queues are empty, else the receipt time of the chunk each busy queue
-// is at. Timeouts (a quiet host, a missing record) are judged on it, so a lagging
+// every datagram received has been handled, else the receipt time of the chunk
+// each busy queue is at. Timeouts (a quiet host, a missing record) are judged on it, so a lagging
 // processor does not end a capture or give up on a record that is only queued.
 func (c *Collector) clock(now time.Time) time.Time {
 	t := now
 	for _, q := range c.rx {
-		if len(q.queue) > 0 {
+		if q.backlog.Load() > 0 {
 			if h := time.Unix(0, q.handled.Load()); h.Before(t) {
 				t = h
 			}
@@ -258,6 +265,7 @@ func (c *Collector) process(shard int, q *rxQueue, stop <-chan struct{}) {
 		q.handled.Store(ch.now.UnixNano())
 		c.handleShard(c.shards[shard], ch.now, ch.pkts, -1) // every packet is of this shard
 		q.put(ch)
+		q.backlog.Add(-1)
 	}
 	for {
 		select {
