@@ -49,6 +49,7 @@ func main() {
 	tries := flag.Int("tries", 5, "zero-loss attempts, each at 85% of the previous rate")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the collector runs to this file")
 	script := flag.String("crash", "internal/netconsole/testdata/ACCESS_NULL.netconsole-ext", "extended capture of a crash to mix in")
+	flag.IntVar(&shards, "shards", runtime.GOMAXPROCS(0), "SO_REUSEPORT sockets and collector shards, for the raw drain and the collector alike (kcrash serve's --sockets default: GOMAXPROCS)")
 	flag.BoolVar(&direct, "direct", false, "process each batch on the socket's reading goroutine (HandleBatch: no queue, no overload shedding), for comparison")
 	netconsd := flag.String("netconsd", os.Getenv("NETCONSD"), "compare with this netconsd `binary` (default $NETCONSD; see bench/netconsd.sh): both it and kcrash serve are run against the generator")
 	module := flag.String("netconsd-module", "", "netconsd output `module` (default modules/logger-simple.so next to the binary)")
@@ -124,6 +125,10 @@ var warmUp bool
 // (no queue, no overload shedding), for comparison.
 var direct bool
 
+// shards is the number of receiving sockets and collector shards (-shards), as
+// kcrash serve's --sockets.
+var shards int
+
 // profile, when set, receives a CPU profile of the collector's blast run.
 var profile *os.File
 
@@ -175,7 +180,7 @@ func run(hosts, crashes int, d time.Duration, tries int, scriptPath string) erro
 	if err != nil {
 		return err
 	}
-	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d; %d hosts, %d crashes per run, %s per run; collector warmed up first: %v\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), hosts, crashes, d, warmUp)
+	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d, %d sockets and shards; %d hosts, %d crashes per run, %s per run; collector warmed up first: %v\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), shards, hosts, crashes, d, warmUp)
 	raw, best, err := zeroLoss(hosts, crashes, d, tries, script)
 	if err != nil {
 		return err
@@ -243,7 +248,7 @@ func zeroLoss(hosts, crashes int, d time.Duration, tries int, script []string) (
 // measure runs one generator pass against the raw loop or the collector.
 func measure(hosts, crashes int, script []string, rate float64, d time.Duration, withCollector bool) (result, error) {
 	ctx := context.Background()
-	rcv, err := netconsole.Listen(ctx, "127.0.0.1:0", netconsole.ListenOptions{Sockets: 1, ReadBuffer: 32 << 20})
+	rcv, err := netconsole.Listen(ctx, "127.0.0.1:0", netconsole.ListenOptions{Sockets: shards, ReadBuffer: 32 << 20})
 	if err != nil {
 		return result{}, err
 	}
@@ -266,7 +271,7 @@ func measure(hosts, crashes int, script []string, rate float64, d time.Duration,
 		}
 		st = sq
 		defer st.Close()
-		col = collector.New(collector.Options{Store: st, LogDir: filepath.Join(tmp, "logs"), MaxHosts: hosts + 10})
+		col = collector.New(collector.Options{Store: st, LogDir: filepath.Join(tmp, "logs"), MaxHosts: hosts + 10, Shards: shards})
 		cctx, cancel := context.WithCancel(ctx)
 		go col.Run(cctx, 30*time.Second)
 		stopCol = func() { cancel(); <-col.Done() }

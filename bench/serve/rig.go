@@ -35,12 +35,12 @@ func newRig(prefix string, o collector.Options, spool bool) (*rig, error) {
 		os.RemoveAll(tmp)
 		return nil, err
 	}
-	if r.rcv, err = netconsole.Listen(ctx, "127.0.0.1:0", netconsole.ListenOptions{Sockets: 1, ReadBuffer: 32 << 20}); err != nil {
+	if r.rcv, err = netconsole.Listen(ctx, "127.0.0.1:0", netconsole.ListenOptions{Sockets: shards, ReadBuffer: 32 << 20}); err != nil {
 		r.st.Close()
 		os.RemoveAll(tmp)
 		return nil, err
 	}
-	o.Store, o.LogDir = r.st, filepath.Join(tmp, "logs")
+	o.Store, o.LogDir, o.Shards = r.st, filepath.Join(tmp, "logs"), shards
 	r.col = collector.New(o)
 	if spool {
 		if _, err := r.col.OpenSpool(filepath.Join(tmp, "spool")); err != nil {
