@@ -58,6 +58,7 @@ func main() {
 	memRecords := flag.Int("mem-records", 10, "records per host for -mem (120 fill a host's 8 KiB context)")
 	drain := flag.String("drain", "", "internal (started by -external and -netconsd): run a bare recvmmsg receiver on this `address` until killed")
 	rates := flag.String("rates", "", "with -external or -netconsd: run every receiver at each of these comma-separated `rates` (records/s) instead of the ladder, printing loss and memory growth at each")
+	fresh := flag.Bool("fresh", true, "with -external or -netconsd: start each daemon afresh (and warm it up) for each rate of the ladder, so that no rate inherits what an earlier one left behind; -fresh=false keeps one process for the whole ladder")
 	external := flag.Bool("external", false, "run the receivers as separate processes against this generator: the bare receiver (raw drain) and kcrash serve, and netconsd with -netconsd")
 	soak := flag.Duration("soak", 0, "soak: run the collector this long at -soak-rate, a crash every -soak-crash-every, printing memory and loss every minute")
 	soakRate := flag.Float64("soak-rate", 0, "records/s for -soak (0: 80% of the zero-loss rate found first)")
@@ -105,7 +106,7 @@ func main() {
 		}
 	}
 	if *netconsd != "" || *external {
-		if err := runVs(*netconsd, *module, *kcrashBin, *hosts, time.Duration(*seconds*float64(time.Second)), *tries, *script); err != nil {
+		if err := runVs(*netconsd, *module, *kcrashBin, *hosts, time.Duration(*seconds*float64(time.Second)), *tries, *script, *fresh); err != nil {
 			fmt.Fprintln(os.Stderr, "serve-bench:", err)
 			os.Exit(1)
 		}

@@ -212,41 +212,93 @@ type vsRun struct {
 	achieved           float64 // records/s the generator reached
 }
 
+// waitIdle waits until process pid uses less than 5% of a CPU over half a second,
+// for at most max; it returns how long it waited and whether pid was idle.
+func waitIdle(pid int, max time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	for time.Since(start) < max {
+		c0 := cpuSeconds(pid)
+		time.Sleep(500 * time.Millisecond)
+		if cpuSeconds(pid)-c0 < 0.025 {
+			return time.Since(start), true
+		}
+	}
+	return time.Since(start), false
+}
+
 // fixedRates, when set (-rates), replaces the ladder: every daemon runs at each.
 var fixedRates []float64
 
-// measureDaemon warms d up (ten records per host at a gentle rate) and runs the
-// generator at each rate of the ladder, highest first, until one loses nothing.
-func measureDaemon(d *daemon, hosts int, script []string, dur time.Duration, start float64, tries int) ([]vsRun, error) {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, n := socketDrops(d.port); n > 0 {
-			break
+// measureDaemon runs the generator at each rate of the ladder, highest first, until
+// one loses nothing. start starts the daemon, warmed up (ten records per host at a
+// gentle rate) before the first rate or, with fresh, before each: a daemon that
+// keeps what an earlier, faster rate left it (netconsd grows by about a kilobyte
+// per record it was sent and slows down as it grows) would otherwise be measured
+// with that burden.
+func measureDaemon(start func() (*daemon, func(), error), fresh bool, hosts int, script []string, dur time.Duration, first float64, tries int) ([]vsRun, error) {
+	var d *daemon
+	var stop func()
+	defer func() {
+		if stop != nil {
+			stop()
 		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%s did not bind udp port %d", d.name, d.port)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(500 * time.Millisecond)
-	snd, err := newSender(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(d.port)), 64)
-	if err != nil {
-		return nil, err
-	}
-	defer unixClose(snd.fd)
+	}()
 	f := newFleet(hosts, 20, script, 1<<62) // no crashes: both sides do their ordinary work
-	if _, err := f.run(snd, 20000, time.Duration(float64(hosts*10)/20000*float64(time.Second))); err != nil {
+	var snd *sender
+	begin := func() error {
+		if stop != nil {
+			stop()
+			stop = nil
+			unixClose(snd.fd)
+		}
+		var err error
+		if d, stop, err = start(); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if _, n := socketDrops(d.port); n > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s did not bind udp port %d", d.name, d.port)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if snd, err = newSender(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(d.port)), 64); err != nil {
+			return err
+		}
+		if _, err := f.run(snd, 20000, time.Duration(float64(hosts*10)/20000*float64(time.Second))); err != nil {
+			return err
+		}
+		time.Sleep(6 * time.Second) // kcrash writes a quiet host's raw log within 5 s
+		return nil
+	}
+	if err := begin(); err != nil {
 		return nil, err
 	}
-	time.Sleep(6 * time.Second) // kcrash writes a quiet host's raw log within 5 s
+	defer func() { unixClose(snd.fd) }()
 	var out []vsRun
-	rate := start
+	rate := first
 	if len(fixedRates) > 0 {
 		tries = len(fixedRates)
 	}
 	for i := 0; i < tries; i++ {
 		if len(fixedRates) > 0 {
 			rate = fixedRates[i]
+		}
+		// Each rate starts on an idle daemon: one that queues without bound (netconsd)
+		// may still be working through what an earlier, faster rate left it, and
+		// would lose at this rate because of that one.
+		if i > 0 && fresh {
+			if err := begin(); err != nil {
+				return out, err
+			}
+		} else if i > 0 {
+			if waited, idle := waitIdle(d.cmd.Process.Pid, 120*time.Second); waited > time.Second {
+				fmt.Printf("  %s: idle again after %.1fs%s\n", d.name, waited.Seconds(), map[bool]string{false: " (still busy: measured anyway)", true: ""}[idle])
+			}
 		}
 		rss0, _ := memKB(d.cmd.Process.Pid)
 		drops0, _ := socketDrops(d.port)
@@ -280,7 +332,7 @@ func measureDaemon(d *daemon, hosts int, script []string, dur time.Duration, sta
 // runVs measures, one after the other against the same generator (in this
 // process), the bare receiver (-drain), netconsd (when netconsd is set) and kcrash
 // serve, each a separate process, and prints the comparison.
-func runVs(netconsd, module, kcrash string, hosts int, dur time.Duration, tries int, scriptPath string) error {
+func runVs(netconsd, module, kcrash string, hosts int, dur time.Duration, tries int, scriptPath string, fresh bool) error {
 	script, err := crashScript(scriptPath)
 	if err != nil {
 		return err
@@ -310,26 +362,27 @@ func runVs(netconsd, module, kcrash string, hosts int, dur time.Duration, tries 
 	}
 	best := map[string]vsRun{}
 	for _, name := range names {
-		dir, err := os.MkdirTemp("", "serve-bench-vs-")
-		if err != nil {
-			return err
+		start := func() (*daemon, func(), error) {
+			dir, err := os.MkdirTemp("", "serve-bench-vs-")
+			if err != nil {
+				return nil, nil, err
+			}
+			var d *daemon
+			switch name {
+			case "raw recvmmsg":
+				d, err = startRaw()
+			case "netconsd":
+				d, err = startNetconsd(netconsd, module, dir)
+			default:
+				d, err = startKcrash(kcrash, dir)
+			}
+			if err != nil {
+				os.RemoveAll(dir)
+				return nil, nil, err
+			}
+			return d, func() { d.stop(); os.RemoveAll(dir) }, nil
 		}
-		var d *daemon
-		switch name {
-		case "raw recvmmsg":
-			d, err = startRaw()
-		case "netconsd":
-			d, err = startNetconsd(netconsd, module, dir)
-		default:
-			d, err = startKcrash(kcrash, dir)
-		}
-		if err != nil {
-			os.RemoveAll(dir)
-			return err
-		}
-		runs, err := measureDaemon(d, hosts, script, dur, 1.5*raw.rate(), tries)
-		d.stop()
-		os.RemoveAll(dir)
+		runs, err := measureDaemon(start, fresh, hosts, script, dur, 1.5*raw.rate(), tries)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
