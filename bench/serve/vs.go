@@ -250,6 +250,7 @@ func measureDaemon(start func() (*daemon, func(), error), fresh bool, hosts int,
 			stop()
 			stop = nil
 			unixClose(snd.fd)
+			snd = nil
 		}
 		var err error
 		if d, stop, err = start(); err != nil {
@@ -278,7 +279,11 @@ func measureDaemon(start func() (*daemon, func(), error), fresh bool, hosts int,
 	if err := begin(); err != nil {
 		return nil, err
 	}
-	defer func() { unixClose(snd.fd) }()
+	defer func() {
+		if snd != nil {
+			unixClose(snd.fd)
+		}
+	}()
 	var out []vsRun
 	rate := first
 	if len(fixedRates) > 0 {
