@@ -426,6 +426,7 @@ const maxLog = 256 << 10
 const (
 	logChunkBytes = 16 << 10
 	logEvery      = 5 * time.Second
+	logPhases     = 5 // hosts spread their logEvery writes over this many slow ticks
 )
 
 // line takes one console line of h, newline included; the shard lock is held.
@@ -543,6 +544,20 @@ func (h *host) takeLog() []byte {
 	return b
 }
 
+// logPhase is how far into logEvery a host's periodic raw log writes fall. A new
+// host's log is written at the next slow tick; hosts first heard together (a fleet
+// after a collector restart) would from then on all fall due in the same tick,
+// which holds the shard lock to copy every host's log and then writes thousands of
+// files at once (measured: 33-66 ms and 0.5-0.75 s every 5 s with 10,000 hosts).
+// After its first write, each host keeps to one of logPhases phases, by its id.
+func logPhase(id string) time.Duration {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return time.Duration(h%logPhases) * logEvery / logPhases
+}
+
 // detect says whether a console line starts (or continues) a report.
 func detect(line []byte) bool { return oops.MayStart(line) && oops.Detect(line) }
 
@@ -614,7 +629,11 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 			if due {
 				if b := h.takeLog(); b != nil {
 					w.logs = append(w.logs, logChunk{host: h.id, data: b})
-					h.logWritten = now
+					if h.logWritten.IsZero() {
+						h.logWritten = now.Add(-logPhase(h.id))
+					} else {
+						h.logWritten = now
+					}
 				}
 			}
 			h.logDue = false

@@ -1,0 +1,53 @@
+package collector
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/kcrash/kcrash/internal/netconsole"
+)
+
+// TestLogWritesSpread: hosts first heard together get their raw logs written at
+// the next slow tick, and from then on their periodic (logEvery) writes are spread
+// over logPhases slow ticks instead of all falling due in one, which held the
+// shard lock for tens of milliseconds and wrote every file at once.
+func TestLogWritesSpread(t *testing.T) {
+	const hosts = 1000
+	c := New(Options{LogDir: t.TempDir(), MaxHosts: hosts + 10})
+	t0 := time.Now()
+	seq := 0
+	send := func(now time.Time) {
+		var pkts []netconsole.Packet
+		for i := 0; i < hosts; i++ {
+			pkts = append(pkts, netconsole.Packet{From: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}), 6666),
+				Data: fmt.Appendf(nil, "6,%d,%d,-;line %d", seq, 1000*seq, seq)})
+		}
+		seq++
+		c.HandleBatch(0, now, pkts)
+	}
+	var w tickWork
+	send(t0)
+	c.tick(t0, &w, true, false)
+	if len(w.logs) != hosts {
+		t.Fatalf("first slow tick wrote %d logs, want all %d new hosts", len(w.logs), hosts)
+	}
+	per := map[int]int{}
+	for s := 1; s <= 10; s++ {
+		now := t0.Add(time.Duration(s) * time.Second)
+		send(now)
+		c.tick(now, &w, true, false)
+		per[s] = len(w.logs)
+		if n := len(w.logs); n > hosts*3/10 {
+			t.Errorf("slow tick %d s in wrote %d of %d hosts' logs at once", s, n, hosts)
+		}
+	}
+	total := 0
+	for _, n := range per {
+		total += n
+	}
+	if total < 2*hosts-hosts/10 { // each host about twice in 10 s
+		t.Errorf("%d writes in 10 s for %d hosts (per tick %v), want about %d", total, hosts, per, 2*hosts)
+	}
+}
