@@ -287,13 +287,28 @@ func (c *Collector) handleShard(sh *shard, now time.Time, pkts []netconsole.Pack
 	defer sh.mu.Unlock()
 	var bytes, n uint64
 	var hs [warmGroup]*host
+	var kinds [warmGroup]uint8 // what the first pass found of each datagram
+	const (
+		other = iota // another shard's
+		denied
+		truncated
+		ok
+	)
 	for base := 0; base < len(pkts); base += warmGroup {
 		grp := pkts[base:min(base+warmGroup, len(pkts))]
 		var sink uint64
 		for i := range grp {
 			p := &grp[i]
 			hs[i] = nil
-			if (only < 0 || shardOf(p.From, len(c.shards)) == only) && !p.Truncated && c.allowed(p.From.Addr()) {
+			switch {
+			case only >= 0 && shardOf(p.From, len(c.shards)) != only:
+				kinds[i] = other
+			case !c.allowed(p.From.Addr()):
+				kinds[i] = denied
+			case p.Truncated:
+				kinds[i] = truncated
+			default:
+				kinds[i] = ok
 				hs[i] = sh.hosts[p.From]
 			}
 		}
@@ -310,16 +325,16 @@ func (c *Collector) handleShard(sh *shard, now time.Time, pkts []netconsole.Pack
 		sh.sink += sink
 		for i := range grp {
 			p := &grp[i]
-			if only >= 0 && shardOf(p.From, len(c.shards)) != only {
+			if kinds[i] == other {
 				continue
 			}
 			n++
 			bytes += uint64(len(p.Data))
-			if !c.allowed(p.From.Addr()) {
+			if kinds[i] == denied {
 				c.Stats.Denied.Add(1)
 				continue
 			}
-			if p.Truncated {
+			if kinds[i] == truncated {
 				c.Stats.BadPackets.Add(1)
 				continue
 			}
