@@ -581,6 +581,9 @@ func (c *Collector) finish(h *host) {
 	h.sh.activate(h)
 }
 
+// slowEvery is the period of the slow tick, which visits every host.
+const slowEvery = time.Second
+
 // Run drives the collector until ctx ends: every 20 ms it releases held records,
 // completes captures, writes the raw logs of the hosts whose captures are complete
 // and only then hands those captures to the analyzer; every second it writes the
@@ -598,7 +601,7 @@ func (c *Collector) Run(ctx context.Context, drain time.Duration) {
 		go func() { defer rxWG.Done(); c.process(i, q, stopRx) }()
 	}
 	fast := time.NewTicker(20 * time.Millisecond)
-	slow := time.NewTicker(time.Second)
+	slow := time.NewTicker(slowEvery)
 	defer fast.Stop()
 	defer slow.Stop()
 	var w tickWork

@@ -72,7 +72,10 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 			// (before its reports are analyzed); otherwise when it has a fair amount,
 			// while it is crashing, or every logEvery: writing 10,000 small pieces
 			// every second would cost more than collecting them.
-			due := h.logDue || slow && (all || len(h.ctx)-h.logged >= logChunkBytes || h.capture != nil || now.Sub(h.logWritten) >= logEvery)
+			// The period ends half a slow tick early: a tick a little early must not
+			// put the host off a whole tick (phases would drift into each other).
+			periodEnd := now.Sub(h.logWritten) >= logEvery-slowEvery/2
+			due := h.logDue || slow && (all || len(h.ctx)-h.logged >= logChunkBytes || h.capture != nil || periodEnd)
 			if due {
 				b := h.takeLog()
 				if b != nil {
@@ -83,7 +86,7 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 					if b != nil {
 						h.logWritten = now.Add(-logPhase(h.id))
 					}
-				case b != nil || now.Sub(h.logWritten) >= logEvery:
+				case b != nil || slow && periodEnd:
 					// A host with nothing to write when its period ends keeps its
 					// phase: hosts silent together and heard again together would
 					// otherwise all fall due in one tick.
