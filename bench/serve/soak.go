@@ -67,6 +67,14 @@ func runSoak(hosts int, d time.Duration, rate float64, crashEvery, ladder time.D
 		pprof.StartCPUProfile(profile)
 		defer pprof.StopCPUProfile()
 	}
+	if memProfile != "" {
+		defer func() {
+			if f, err := os.Create(memProfile); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	go func() {
 		defer close(sampled)
 		tk := time.NewTicker(time.Minute)

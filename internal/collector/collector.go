@@ -133,10 +133,15 @@ type Collector struct {
 	rx              []*rxQueue  // Receive's queues, one per shard
 	stopped         atomic.Bool // Run is ending: Receive takes nothing more
 	fill            func(socket int) float64
-	zip             compactor // the tick's, for idle contexts
-	// betweenSegments, when set (by tests), runs between two segments of a slow
-	// tick's visit, the shard lock let go.
+	zip             compactor    // the tick's, for idle contexts
+	out             outbox       // the ticks' hand-off to output and seer
+	logBacklog      atomic.Int64 // raw log bytes handed to output, not yet written
+	maxLogBacklog   int64        // beyond it, periodic raw logs are shed (defaultLogBacklog)
+	seenBusy        atomic.Bool  // seer has hosts to tell the store of
+	// Set by tests: betweenSegments runs between two segments of a slow tick's
+	// visit, the shard lock let go; beforeWrite before output writes raw logs.
 	betweenSegments func(*shard)
+	beforeWrite     func()
 }
 
 type shard struct {
@@ -205,7 +210,7 @@ type host struct {
 // New returns a collector; call Run to start its background work.
 func New(o Options) *Collector {
 	o.fill()
-	c := &Collector{o: o, analyze: make(chan capture, 1024), queue: make(chan *store.Report, o.Queue), closed: make(chan struct{})}
+	c := &Collector{o: o, analyze: make(chan capture, 1024), queue: make(chan *store.Report, o.Queue), closed: make(chan struct{}), maxLogBacklog: defaultLogBacklog}
 	for range o.Shards {
 		c.shards = append(c.shards, &shard{hosts: map[netip.AddrPort]*host{}, named: map[string]*host{}})
 		c.rx = append(c.rx, newRxQueue())
@@ -584,11 +589,13 @@ func (c *Collector) finish(h *host) {
 // slowEvery is the period of the slow tick, which visits every host.
 const slowEvery = time.Second
 
-// Run drives the collector until ctx ends: every 20 ms it releases held records,
-// completes captures, writes the raw logs of the hosts whose captures are complete
-// and only then hands those captures to the analyzer; every second it writes the
-// other raw logs due and tells the store which hosts were heard from; the store writer retries until the store answers. When ctx
-// ends it completes every capture and drains the queue (for at most drain).
+// Run drives the collector until ctx ends: every 20 ms it releases held records
+// and completes captures; every second it also collects the raw logs due and the
+// hosts whose last contact the store has not heard of. What a tick collects goes
+// to the output goroutine, which writes the raw logs and only then hands their
+// captures to the analyzer, and to the seer, which tells the store (see outbox); the
+// store writer retries until the store answers. When ctx ends it completes every
+// capture and drains the queue (for at most drain).
 func (c *Collector) Run(ctx context.Context, drain time.Duration) {
 	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.analyzer() }()
@@ -605,23 +612,11 @@ func (c *Collector) Run(ctx context.Context, drain time.Duration) {
 	defer fast.Stop()
 	defer slow.Stop()
 	var w tickWork
-	step := func(now time.Time, slow, all bool) {
-		c.tick(now, &w, slow, all)
-		c.writeLogs(now, w.logs)
-		for _, ch := range w.logs {
-			putLogBuf(ch.data)
-		}
-		clear(w.logs) // written: keep no reference to the hosts' old buffers
-		c.dispatch(w.done)
-		clear(w.done)
-		if len(w.seen) > 0 && c.o.Store != nil {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := c.o.Store.SeeHosts(sctx, w.seen); err != nil {
-				c.Stats.StoreErrors.Add(1)
-				c.redirty(w.seen)
-			}
-			cancel()
-		}
+	c.startOutput()
+	step := func(now time.Time, slow bool) {
+		c.tick(now, &w, slow, false)
+		c.handOff(&w)
+		c.updateShedding(now)
 	}
 loop:
 	for {
@@ -629,9 +624,9 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case now := <-fast.C:
-			step(now, false, false)
+			step(now, false)
 		case now := <-slow.C:
-			step(now, true, false)
+			step(now, true)
 		}
 	}
 	// Take nothing more from Receive, handle what it queued, complete everything
@@ -643,6 +638,7 @@ loop:
 	}
 	close(stopRx)
 	rxWG.Wait()
+	c.stopOutput() // what the ticks handed off is written and dispatched
 	for _, sh := range c.shards {
 		sh.mu.Lock()
 		for _, h := range sh.hosts {
@@ -654,7 +650,9 @@ loop:
 		}
 		sh.mu.Unlock()
 	}
-	step(time.Now(), true, true)
+	c.tick(time.Now(), &w, true, true)
+	c.emit(&w)
+	c.seeHosts(w.seen)
 	if c.logs != nil {
 		c.logs.Close()
 	}
@@ -681,7 +679,15 @@ func (c *Collector) writeLogs(now time.Time, chunks []logChunk) {
 	if err != nil {
 		c.Stats.LogErrors.Add(1)
 	}
-	c.Stats.LogShedding.Store(c.logs.shedding(now))
+	c.updateShedding(now)
+}
+
+// updateShedding sets Stats.LogShedding: raw logs are shed after a failed write, or
+// while their writer is far behind.
+func (c *Collector) updateShedding(now time.Time) {
+	if c.logs != nil {
+		c.Stats.LogShedding.Store(c.logs.shedding(now) || c.logBacklog.Load() > c.maxLogBacklog)
+	}
 }
 
 // Done is closed once Run has returned from draining.

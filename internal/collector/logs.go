@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -57,12 +58,13 @@ type logWriter struct {
 	max  int64
 	open map[string]*list.Element // host → element of lru holding *openLog
 	lru  *list.List
-	// After a failed write (a full disk), chunks are shed until retryAt.
-	retryAt time.Time
+	// After a failed write (a full disk), chunks are shed until retryAt (UnixNano;
+	// read by the ticks too).
+	retryAt atomic.Int64
 }
 
 // shedding says whether raw logs are being shed at now after a failed write.
-func (w *logWriter) shedding(now time.Time) bool { return now.Before(w.retryAt) }
+func (w *logWriter) shedding(now time.Time) bool { return now.UnixNano() < w.retryAt.Load() }
 
 // logRetry is how long raw logs are shed after a failed write before the writer
 // tries the disk again.
@@ -160,7 +162,7 @@ func (w *logWriter) write(chunks []logChunk, now time.Time) (shed int64, _ error
 	var first error
 	defer func() {
 		if first != nil {
-			w.retryAt = now.Add(logRetry)
+			w.retryAt.Store(now.Add(logRetry).UnixNano())
 		}
 	}()
 	if err := os.MkdirAll(w.dir, 0o755); err != nil {

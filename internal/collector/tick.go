@@ -64,7 +64,7 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 			// The store hears of a host's last contact every seenEvery, and of
 			// a new host, name, release or boot at the next slow tick: writing
 			// every host every second costs more than receiving them.
-			if slow && h.dirty && (h.urgent || all || now.Sub(h.told) >= seenEvery) {
+			if slow && h.dirty && (h.urgent || all || now.Sub(h.told) >= seenEvery) && (all || !c.seenBusy.Load()) {
 				w.seen = append(w.seen, store.HostSeen{ID: h.id, Name: h.name, Release: h.release, Seen: h.lastSeen, Boot: h.boot})
 				h.dirty, h.urgent, h.told = false, false, now
 			}
@@ -77,8 +77,16 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 			periodEnd := now.Sub(h.logWritten) >= logEvery-slowEvery/2
 			due := h.logDue || slow && (all || len(h.ctx)-h.logged >= logChunkBytes || h.capture != nil || periodEnd)
 			if due {
-				b := h.takeLog()
-				if b != nil {
+				var b []byte
+				if !h.logDue && h.capture == nil && !all && c.logBacklog.Load() > c.maxLogBacklog {
+					// The writer is far behind (a slow disk): the periodic raw log
+					// of a host that is not crashing is shed, counted.
+					if n := len(h.ctx) - h.logged; n > 0 {
+						c.Stats.LogDrops.Add(uint64(n))
+						h.logged = len(h.ctx)
+						b = h.ctx[:0:0] // taken, for the period below
+					}
+				} else if b = h.takeLog(); b != nil {
 					w.logs = append(w.logs, logChunk{host: h.id, data: b})
 				}
 				switch {
