@@ -2,6 +2,7 @@ package netconsole
 
 import (
 	"bytes"
+	"hash/maphash"
 	"sort"
 	"time"
 )
@@ -122,14 +123,12 @@ func fingerprint(ts uint64, text []byte) uint64 {
 	return fp
 }
 
-func textHash(b []byte) uint64 {
-	h := uint64(14695981039346656037) // FNV-1a
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
-}
+// textHash hashes a record's text for fingerprint. Fingerprints never leave the
+// process, so the seed is the process's. Every record is hashed: on a 75-byte
+// console line maphash takes 7 ns, FNV-1a a byte at a time 57 ns.
+func textHash(b []byte) uint64 { return maphash.Bytes(fpSeed, b) }
+
+var fpSeed = maphash.MakeSeed()
 
 type statFunc func(gaps, dups, reordered, reboots uint64)
 type recFunc func(*Record, Event)
