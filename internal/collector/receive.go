@@ -31,35 +31,75 @@ func (c *Collector) SetBackpressure(fill func(socket int) float64) { c.fill = fi
 // Receive is safe for concurrent use by several sockets' readers. There is one
 // queue per shard: a batch is split by the shard of each source, so each shard's
 // goroutine handles its own hosts without taking another shard's lock.
+//
+// The batch is split without allocating (the split once allocated every batch's
+// packets again: 86% of what a 10,000-host soak allocated, and so most of its GC).
 func (c *Collector) Receive(socket int, now time.Time, pkts []netconsole.Packet) {
 	if len(c.rx) == 1 {
-		c.receive(c.rx[0], socket, now, pkts)
+		c.receive(c.rx[0], socket, now, pkts, nil, 0)
 		return
 	}
-	parts := make([][]netconsole.Packet, len(c.rx))
-	for i := range pkts {
-		k := shardOf(pkts[i].From, len(c.rx))
-		parts[k] = append(parts[k], pkts[i])
+	if len(c.rx) > maxSplit {
+		for k, q := range c.rx {
+			c.receive(q, socket, now, pkts, nil, k)
+		}
+		return
 	}
-	for k, part := range parts {
-		if len(part) > 0 {
-			c.receive(c.rx[k], socket, now, part)
+	for len(pkts) > 0 {
+		part := pkts[:min(len(pkts), splitBatch)]
+		pkts = pkts[len(part):]
+		var ks [splitBatch]uint8
+		var n [maxSplit]uint16
+		for i := range part {
+			k := shardOf(part[i].From, len(c.rx))
+			ks[i] = uint8(k)
+			n[k]++
+		}
+		for k, q := range c.rx {
+			if n[k] > 0 {
+				c.receive(q, socket, now, part, ks[:len(part)], k)
+			}
 		}
 	}
 }
 
-// receive queues pkts (all of one shard) on that shard's queue q.
-func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netconsole.Packet) {
+// Receive splits batches splitBatch datagrams at a time with the shard of each
+// on the stack, for up to maxSplit shards; beyond, each shard's receive finds its
+// own datagrams.
+const (
+	splitBatch = 256
+	maxSplit   = 256
+)
+
+// receive queues, on shard k's queue q, the datagrams of pkts that are its own:
+// those whose ks entry is k, or, without ks, those shardOf puts in k (all of them
+// with one shard).
+func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netconsole.Packet, ks []uint8, k int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	mine := func(i int) bool {
+		switch {
+		case ks != nil:
+			return int(ks[i]) == k
+		case len(c.rx) > 1:
+			return shardOf(pkts[i].From, len(c.rx)) == k
+		}
+		return true
+	}
 	if c.stopped.Load() {
-		c.Stats.Shed.Add(uint64(len(pkts)))
+		for i := range pkts {
+			if mine(i) {
+				c.Stats.Shed.Add(1)
+			}
+		}
 		return
 	}
 	ch := q.get(now)
 	for i := range pkts {
-		q.hotCheck(&pkts[i], now)
-		ch.add(&pkts[i])
+		if mine(i) {
+			q.hotCheck(&pkts[i], now)
+			ch.add(&pkts[i])
+		}
 	}
 	// Senders hold q.mu: a length below the limit means the send cannot block. With the queue at its limit, the reader waits
 	// while the socket's kernel buffer is less than half full: a burst it absorbs
