@@ -57,6 +57,7 @@ func runSoak(hosts int, d time.Duration, rate float64, crashEvery, ladder time.D
 		sent, handled uint64
 	}
 	var sent atomic.Uint64
+	var genLag atomic.Int64 // µs the generator was behind its schedule at most, this minute
 	var samples []sample
 	var crashes int
 	stop := make(chan struct{})
@@ -91,9 +92,10 @@ func runSoak(hosts int, d time.Duration, rate float64, crashEvery, ladder time.D
 			drops, _ := socketDrops(port)
 			s := sample{time.Since(start), m.HeapInuse, uint64(rss) << 10, sent.Load(), col.Stats.Packets.Load() - base}
 			samples = append(samples, s)
-			fmt.Printf("soak %3.0f min: sent %d, processed %d, shed %d, kernel drops %d, reports %d, heap in use %.1f MiB, RSS %.1f MiB, CPU %.2f of %d\n",
+			fmt.Printf("soak %3.0f min: sent %d, processed %d, shed %d, kernel drops %d, reports %d, heap in use %.1f MiB, RSS %.1f MiB, CPU %.2f of %d, generator behind by up to %.1f ms\n",
 				s.at.Minutes(), s.sent, s.handled, col.Stats.Shed.Load(), drops-drops0, col.Stats.Reports.Load(),
-				float64(s.heap)/(1<<20), float64(s.rss)/(1<<20), (processCPU()-cpu0).Seconds()/s.at.Seconds(), runtime.NumCPU())
+				float64(s.heap)/(1<<20), float64(s.rss)/(1<<20), (processCPU()-cpu0).Seconds()/s.at.Seconds(), runtime.NumCPU(),
+				float64(genLag.Swap(0))/1e3)
 		}
 	}()
 	// The generator, paced, on its own thread; a different host crashes every crashEvery.
@@ -116,9 +118,15 @@ func runSoak(hosts int, d time.Duration, rate float64, crashEvery, ladder time.D
 				crashes++
 				nextCrash += crashEvery
 			}
-			if float64(sent.Load()) >= el.Seconds()*rate {
+			due := el.Seconds() * rate
+			if float64(sent.Load()) >= due {
 				time.Sleep(200 * time.Microsecond)
 				continue
+			}
+			// How far behind its schedule the generator is: it catches up at full
+			// speed, so a lag is a burst the collector sees.
+			if lag := int64((due - float64(sent.Load())) / rate * 1e6); lag > genLag.Load() {
+				genLag.Store(lag)
 			}
 			f.fill(snd, batch, srcs)
 			if err := snd.send(batch, srcs); err != nil {
