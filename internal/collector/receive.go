@@ -103,18 +103,21 @@ func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netcon
 	}
 	// Senders hold q.mu: a length below the limit means the send cannot block. With the queue at its limit, the reader waits
 	// while the socket's kernel buffer is less than half full: a burst it absorbs
-	// costs nothing; only an overload that would fill it is shed.
+	// costs nothing; only an overload that would fill it is shed. It waits without
+	// q.mu (the chunk is its own until queued): holding it, a processor that wanted
+	// the lock (takeKept) could not drain the queue the reader waited on, and the
+	// wait ended only once the kernel buffer was half full, in shedding (a 10,000-host
+	// soak at 40% of the zero-loss rate shed thousands of datagrams every few minutes).
 	for len(q.queue) >= rxChunks && c.fill != nil && !c.stopped.Load() {
 		if f := c.fill(socket); f < 0 || f >= 0.5 {
 			break
 		}
+		q.mu.Unlock()
 		time.Sleep(200 * time.Microsecond)
+		q.mu.Lock()
 	}
 	if len(q.queue) < rxChunks {
-		if q.kept != nil { // what was kept while shedding goes first (counted in backlog already)
-			q.queue <- q.kept
-			q.kept = nil
-		}
+		q.queueKept()
 		q.backlog.Add(1)
 		q.queue <- ch
 		return
@@ -132,6 +135,7 @@ func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netcon
 		if q.kept == nil {
 			q.kept = q.get(now)
 			q.backlog.Add(1)
+			q.hasKept.Store(true)
 		}
 		q.kept.add(p)
 		c.Stats.Kept.Add(1)
@@ -146,18 +150,43 @@ func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netcon
 			q.backlog.Add(-1)
 		}
 		q.kept = nil
+		q.hasKept.Store(false)
+	}
+	// The processor may have emptied the queue since, and looked for kept
+	// datagrams before they were (see takeKept): then they are queued now.
+	if len(q.queue) < rxChunks {
+		q.queueKept()
+	}
+}
+
+// queueKept queues what was kept while shedding, if anything, with q.mu held and
+// room in the queue: it goes before the next batch (counted in backlog already).
+func (q *rxQueue) queueKept() {
+	if q.kept != nil {
+		q.queue <- q.kept
+		q.kept = nil
+		q.hasKept.Store(false)
 	}
 }
 
 // keptChunk is how many kept datagrams make a chunk of the queue's reserve.
 const keptChunk = 256
 
-// takeKept returns the datagrams kept aside while shedding, if any.
+// takeKept returns the datagrams kept aside while shedding, if any. The processor
+// calls it whenever it has emptied the queue: with nothing kept it does not take
+// q.mu, which the readers take for every batch. A reader that keeps datagrams sets
+// hasKept before it looks at the queue's length, and queues them itself when it
+// finds room (the processor may have looked before hasKept was set): so kept
+// datagrams never wait for the next batch with the queue empty.
 func (q *rxQueue) takeKept() *chunk {
+	if !q.hasKept.Load() {
+		return nil
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	k := q.kept
 	q.kept = nil
+	q.hasKept.Store(false)
 	return k
 }
 
@@ -178,6 +207,8 @@ type rxQueue struct {
 	hotUntil map[netip.AddrPort]time.Time
 	// kept gathers the datagrams kept while shedding (see Receive).
 	kept *chunk
+	// hasKept is kept != nil, for the processor to read without q.mu.
+	hasKept atomic.Bool
 	// handled is the receipt time (UnixNano) of the chunk the processor handles or
 	// handled last.
 	handled atomic.Int64
