@@ -48,6 +48,7 @@ func main() {
 	warm := flag.Bool("warm", true, "measure the collector in steady state: every host known and its raw log file created before the timed run (creating 10,000 files takes seconds on a slow disk and happens once per host)")
 	tries := flag.Int("tries", 5, "zero-loss attempts, each at 85% of the previous rate")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the collector runs to this file")
+	flag.StringVar(&traceOnShed, "trace-on-shed", "", "with -soak: keep a flight-recorder execution trace (runtime/trace) and write the seconds before the first shed or kernel-dropped datagram to this file (go tool trace FILE)")
 	flag.StringVar(&memProfile, "memprofile", "", "with -soak: write an allocation profile (pprof allocs: what the soak allocated, and where) to this file at its end")
 	script := flag.String("crash", "internal/netconsole/testdata/ACCESS_NULL.netconsole-ext", "extended capture of a crash to mix in")
 	flag.IntVar(&shards, "shards", runtime.GOMAXPROCS(0), "SO_REUSEPORT sockets and collector shards, for the raw drain and the collector alike (kcrash serve's --sockets default: GOMAXPROCS)")
@@ -136,6 +137,10 @@ var profile *os.File
 
 // memProfile, when set, receives the soak's allocation profile.
 var memProfile string
+
+// traceOnShed, when set, receives an execution trace of the seconds before the
+// soak first sheds or the kernel first drops (see watchFirstLoss).
+var traceOnShed string
 
 func runtimeCPUs() int { return runtime.NumCPU() }
 

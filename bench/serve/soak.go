@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,14 @@ func runSoak(hosts int, d time.Duration, rate float64, crashEvery, ladder time.D
 	var samples []sample
 	var crashes int
 	stop := make(chan struct{})
+	if traceOnShed != "" {
+		quit := make(chan struct{})
+		done, err := watchFirstLoss(traceOnShed, col, port, drops0, quit)
+		if err != nil {
+			return err
+		}
+		defer func() { close(quit); <-done }()
+	}
 	sampled := make(chan struct{})
 	start := time.Now()
 	cpu0 := processCPU()
@@ -192,4 +201,55 @@ func runSoak(hosts int, d time.Duration, rate float64, crashEvery, ladder time.D
 			avg(samples[:q], false), avg(samples[len(samples)-q:], false), avg(samples[:q], true), avg(samples[len(samples)-q:], true), float64(peak)/(1<<20))
 	}
 	return nil
+}
+
+// watchFirstLoss keeps a flight-recorder trace of the soak and, at the first datagram
+// shed or dropped by the kernel, writes the last few seconds of it, the moments
+// leading to the loss, to file; a burst of loss in an hour is otherwise hard to
+// explain (this is how a lock held while waiting was found). It stops with stop
+// and closes the channel it returns once it has finished.
+func watchFirstLoss(file string, col *collector.Collector, port int, drops0 uint64, stop <-chan struct{}) (<-chan struct{}, error) {
+	fr := trace.NewFlightRecorder(trace.FlightRecorderConfig{MinAge: 5 * time.Second, MaxBytes: 256 << 20})
+	if err := fr.Start(); err != nil {
+		return nil, err
+	}
+	shed0 := col.Stats.Shed.Load()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer fr.Stop()
+		tk := time.NewTicker(10 * time.Millisecond)
+		defer tk.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+			lost := col.Stats.Shed.Load() > shed0
+			if !lost && n%10 == 0 { // the kernel's count costs a read of /proc: every 100 ms
+				d, _ := socketDrops(port)
+				lost = d > drops0
+			}
+			if !lost {
+				continue
+			}
+			at := time.Now()
+			time.Sleep(500 * time.Millisecond) // the loss itself, and how it ends
+			f, err := os.Create(file)
+			if err == nil {
+				_, err = fr.WriteTo(f)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil {
+				fmt.Printf("soak: first loss at %s; writing its trace: %v\n", at.Format("15:04:05.000"), err)
+			} else {
+				fmt.Printf("soak: first loss at %s; the trace of the seconds before it is in %s (go tool trace %s)\n", at.Format("15:04:05.000"), file, file)
+			}
+			return
+		}
+	}()
+	return done, nil
 }
