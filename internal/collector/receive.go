@@ -134,9 +134,8 @@ func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netcon
 			continue
 		}
 		if q.kept == nil {
-			q.kept = q.get(now)
+			q.setKept(q.get(now))
 			q.backlog.Add(1)
-			q.hasKept.Store(true)
 		}
 		q.kept.add(p)
 		c.Stats.Kept.Add(1)
@@ -150,8 +149,7 @@ func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netcon
 			q.put(q.kept)
 			q.backlog.Add(-1)
 		}
-		q.kept = nil
-		q.hasKept.Store(false)
+		q.setKept(nil)
 	}
 	// The processor may have emptied the queue since, and looked for kept
 	// datagrams before they were (see takeKept): then they are queued now.
@@ -165,9 +163,14 @@ func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netcon
 func (q *rxQueue) queueKept() {
 	if q.kept != nil {
 		q.queue <- q.kept
-		q.kept = nil
-		q.hasKept.Store(false)
+		q.setKept(nil)
 	}
+}
+
+// setKept sets kept, and hasKept with it, with q.mu held.
+func (q *rxQueue) setKept(ch *chunk) {
+	q.kept = ch
+	q.hasKept.Store(ch != nil)
 }
 
 // keptChunk is how many kept datagrams make a chunk of the queue's reserve.
@@ -186,8 +189,7 @@ func (q *rxQueue) takeKept() *chunk {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	k := q.kept
-	q.kept = nil
-	q.hasKept.Store(false)
+	q.setKept(nil)
 	return k
 }
 
@@ -208,7 +210,7 @@ type rxQueue struct {
 	hotUntil map[netip.AddrPort]time.Time
 	// kept gathers the datagrams kept while shedding (see Receive).
 	kept *chunk
-	// hasKept is kept != nil, for the processor to read without q.mu.
+	// hasKept is kept != nil (setKept), for the processor to read without q.mu.
 	hasKept atomic.Bool
 	// handled is the receipt time (UnixNano) of the chunk the processor handles or
 	// handled last.
