@@ -51,6 +51,7 @@ func main() {
 	flag.StringVar(&traceOnShed, "trace-on-shed", "", "with -soak: keep a flight-recorder execution trace (runtime/trace) and write the seconds before the first shed or kernel-dropped datagram to this file (go tool trace FILE)")
 	flag.StringVar(&memProfile, "memprofile", "", "with -soak: write an allocation profile (pprof allocs: what the soak allocated, and where) to this file at its end")
 	script := flag.String("crash", "internal/netconsole/testdata/ACCESS_NULL.netconsole-ext", "extended capture of a crash to mix in")
+	flag.DurationVar(&coalesce, "coalesce", 0, "the collector's receiver waits this long after a recvmmsg that took less than a quarter batch (netconsole.ListenOptions.Coalesce; 0: kcrash serve's default, negative: no wait); the raw drain never waits")
 	flag.IntVar(&shards, "shards", runtime.GOMAXPROCS(0), "SO_REUSEPORT sockets and collector shards, for the raw drain and the collector alike (kcrash serve's --sockets default: GOMAXPROCS)")
 	flag.BoolVar(&direct, "direct", false, "process each batch on the socket's reading goroutine (HandleBatch: no queue, no overload shedding), for comparison")
 	netconsd := flag.String("netconsd", os.Getenv("NETCONSD"), "compare with this netconsd `binary` (default $NETCONSD; see bench/netconsd.sh): both it and kcrash serve are run against the generator")
@@ -132,6 +133,8 @@ var direct bool
 // kcrash serve's --sockets.
 var shards int
 
+var coalesce time.Duration
+
 // profile, when set, receives a CPU profile of the collector's blast run.
 var profile *os.File
 
@@ -170,12 +173,14 @@ type result struct {
 	crashDrops     uint64
 	perHost        float64       // heap bytes per host after warm-up (with -warm)
 	genCPU, cpu    time.Duration // the generator's CPU time; the whole process's, in the timed run and its catch-up
+	calls          uint64        // recvmmsg calls that returned datagrams in the timed run and its catch-up
 }
 
 // cpuText describes where the run's CPU time went.
 func (r result) cpuText() string {
-	return fmt.Sprintf("; CPU: generator %.2f µs/datagram, receiving side %.2f µs/record, process %.2f of %d CPUs",
-		float64(r.genCPU)/float64(time.Microsecond)/float64(max(r.sent, 1)), r.rxCPU(), r.cpu.Seconds()/r.seconds, runtime.NumCPU())
+	return fmt.Sprintf("; CPU: generator %.2f µs/datagram, receiving side %.2f µs/record, process %.2f of %d CPUs; %.1f datagrams per recvmmsg",
+		float64(r.genCPU)/float64(time.Microsecond)/float64(max(r.sent, 1)), r.rxCPU(), r.cpu.Seconds()/r.seconds, runtime.NumCPU(),
+		float64(r.received)/float64(max(r.calls, 1)))
 }
 
 // rxCPU is the receiver's (or collector's) CPU time per datagram received.
@@ -258,12 +263,18 @@ func zeroLoss(hosts, crashes int, d time.Duration, tries int, script []string) (
 // measure runs one generator pass against the raw loop or the collector.
 func measure(hosts, crashes int, script []string, rate float64, d time.Duration, withCollector bool) (result, error) {
 	ctx := context.Background()
-	rcv, err := netconsole.Listen(ctx, "127.0.0.1:0", netconsole.ListenOptions{Sockets: shards, ReadBuffer: 32 << 20})
+	// The raw drain's reader goes back to recvmmsg at once (no Coalesce): the
+	// fastest a bare loop drains here. The collector's receiver is kcrash serve's.
+	lo := netconsole.ListenOptions{Sockets: shards, ReadBuffer: 32 << 20, Coalesce: -1}
+	if withCollector {
+		lo.Coalesce = coalesce
+	}
+	rcv, err := netconsole.Listen(ctx, "127.0.0.1:0", lo)
 	if err != nil {
 		return result{}, err
 	}
 	var res result
-	var received atomic.Uint64
+	var received, calls atomic.Uint64
 	handler := func(_ int, _ time.Time, p []netconsole.Packet) { received.Add(uint64(len(p))) }
 	var col *collector.Collector
 	var stopCol func()
@@ -292,7 +303,12 @@ func measure(hosts, crashes int, script []string, rate float64, d time.Duration,
 		}
 	}
 	done := make(chan error, 1)
-	go func() { done <- rcv.Run(handler) }()
+	go func() {
+		done <- rcv.Run(func(socket int, now time.Time, p []netconsole.Packet) {
+			calls.Add(1)
+			handler(socket, now, p)
+		})
+	}()
 	snd, err := newSender(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(rcv.Addr().Port)), 64)
 	if err != nil {
 		return res, err
@@ -344,6 +360,7 @@ func measure(hosts, crashes int, script []string, rate float64, d time.Duration,
 	}
 	start := time.Now()
 	cpu0 := processCPU()
+	calls0 := calls.Load()
 	res.sent, err = f.run(snd, rate, d)
 	if err != nil {
 		return res, err
@@ -359,6 +376,7 @@ func measure(hosts, crashes int, script []string, rate float64, d time.Duration,
 	}
 	res.seconds = d.Seconds()
 	res.cpu, res.genCPU = processCPU()-cpu0, f.genCPU
+	res.calls = calls.Load() - calls0
 	_ = start
 	rcv.Close()
 	<-done

@@ -35,7 +35,7 @@ func newRig(prefix string, o collector.Options, spool bool) (*rig, error) {
 		os.RemoveAll(tmp)
 		return nil, err
 	}
-	if r.rcv, err = netconsole.Listen(ctx, "127.0.0.1:0", netconsole.ListenOptions{Sockets: shards, ReadBuffer: 32 << 20}); err != nil {
+	if r.rcv, err = netconsole.Listen(ctx, "127.0.0.1:0", netconsole.ListenOptions{Sockets: shards, ReadBuffer: 32 << 20, Coalesce: coalesce}); err != nil {
 		r.st.Close()
 		os.RemoveAll(tmp)
 		return nil, err

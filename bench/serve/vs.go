@@ -145,7 +145,7 @@ func startRaw() (*daemon, error) {
 
 // runDrain is the process startRaw starts: it receives on addr until killed.
 func runDrain(addr string) error {
-	rcv, err := netconsole.Listen(context.Background(), addr, netconsole.ListenOptions{Sockets: runtime.GOMAXPROCS(0)})
+	rcv, err := netconsole.Listen(context.Background(), addr, netconsole.ListenOptions{Sockets: runtime.GOMAXPROCS(0), Coalesce: -1})
 	if err != nil {
 		return err
 	}

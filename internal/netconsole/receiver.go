@@ -40,7 +40,20 @@ type ListenOptions struct {
 	BufSize int
 	// ReadBuffer is SO_RCVBUF(FORCE) in bytes (default 8 MiB), to absorb bursts.
 	ReadBuffer int
+	// Coalesce is how long a reader waits before its next recvmmsg after one that
+	// took less than a quarter of a batch (default DefaultCoalesce; negative: no
+	// wait). A reader faster than its senders otherwise goes back to the socket at
+	// once and takes a datagram or two per call, paying a system call, and a park
+	// and wake-up in the netpoller, for each; waiting lets the kernel buffer gather
+	// a batch meanwhile. It delays a datagram by at most Coalesce.
+	Coalesce time.Duration
 }
+
+// DefaultCoalesce is ListenOptions.Coalesce's default. In bench/serve (10,000
+// hosts, 2 CPUs shared with the generator) the collector's readers took 163
+// datagrams per recvmmsg with it and 21–34 without, and the collector kept up with
+// 556–582k records/s against 521–570k (three runs each).
+const DefaultCoalesce = 200 * time.Microsecond
 
 // Receiver reads UDP datagrams on one address with one goroutine per socket.
 type Receiver struct {
@@ -61,6 +74,9 @@ func Listen(ctx context.Context, addr string, opts ListenOptions) (*Receiver, er
 	}
 	if opts.ReadBuffer <= 0 {
 		opts.ReadBuffer = 8 << 20
+	}
+	if opts.Coalesce == 0 {
+		opts.Coalesce = DefaultCoalesce
 	}
 	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
@@ -133,6 +149,10 @@ type Batch struct {
 	names []unix.RawSockaddrInet6
 	bufs  [][]byte
 	pkts  []Packet
+	// used is how many headers the last call filled in: only those need setting
+	// again (a reader faster than its senders takes a few datagrams a call, and
+	// setting all of a 256-entry batch each time cost more than the few taken).
+	used int
 }
 
 // NewBatch allocates a batch of n buffers of size bytes.
@@ -144,7 +164,25 @@ func NewBatch(n, size int) *Batch {
 	for i := range b.bufs {
 		b.bufs[i] = make([]byte, size)
 	}
+	b.used = n
+	b.reset()
 	return b
+}
+
+// reset sets again the headers the last recvmmsg filled in.
+func (b *Batch) reset() {
+	for i := range b.hdrs[:b.used] {
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.iovs[i].SetLen(len(b.bufs[i]))
+		h := &b.hdrs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		h.Namelen = uint32(unsafe.Sizeof(b.names[i]))
+		h.Iov = &b.iovs[i]
+		h.SetIovlen(1)
+		h.Control, h.Controllen, h.Flags = nil, 0, 0
+		b.hdrs[i].Len = 0
+	}
+	b.used = 0
 }
 
 // Recv fills the batch from c with one recvmmsg call, waiting until at least one
@@ -152,18 +190,8 @@ func NewBatch(n, size int) *Batch {
 func (b *Batch) Recv(rc syscall.RawConn) ([]Packet, error) {
 	var n int
 	var serr error
+	b.reset()
 	err := rc.Read(func(fd uintptr) bool {
-		for i := range b.hdrs {
-			b.iovs[i].Base = &b.bufs[i][0]
-			b.iovs[i].SetLen(len(b.bufs[i]))
-			h := &b.hdrs[i].Hdr
-			h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
-			h.Namelen = uint32(unsafe.Sizeof(b.names[i]))
-			h.Iov = &b.iovs[i]
-			h.SetIovlen(1)
-			h.Control, h.Controllen, h.Flags = nil, 0, 0
-			b.hdrs[i].Len = 0
-		}
 		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])),
 			uintptr(len(b.hdrs)), unix.MSG_DONTWAIT, 0, 0)
 		if e == unix.EAGAIN || e == unix.EWOULDBLOCK {
@@ -173,10 +201,11 @@ func (b *Batch) Recv(rc syscall.RawConn) ([]Packet, error) {
 			return false
 		}
 		if e != 0 {
-			serr = e
+			serr, b.used = e, len(b.hdrs)
 			return true
 		}
 		n = int(r)
+		b.used = min(n+1, len(b.hdrs)) // and the one it may have failed on
 		return true
 	})
 	if err != nil {
@@ -225,6 +254,9 @@ func readLoop(c *net.UDPConn, socket int, o ListenOptions, h Handler) error {
 			return err
 		}
 		h(socket, time.Now(), pkts)
+		if o.Coalesce > 0 && len(pkts) < o.Batch/4 {
+			time.Sleep(o.Coalesce)
+		}
 	}
 }
 

@@ -127,3 +127,70 @@ func TestFill(t *testing.T) {
 		t.Errorf("fill of a socket that does not exist")
 	}
 }
+
+// TestCoalesce: after a recvmmsg that took less than a quarter batch the reader
+// waits Coalesce before the next; after a fuller one it goes back at once.
+func TestCoalesce(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		first    int           // datagrams waiting when the reader starts (its first batch)
+		coalesce time.Duration // the option
+		minGap   time.Duration // between the first batch's handler returning and the second's call
+		maxGap   time.Duration
+	}{
+		{"small batch waits", 1, 100 * time.Millisecond, 100 * time.Millisecond, time.Hour},
+		{"quarter batch does not", 4, 5 * time.Second, 0, 2 * time.Second},
+		{"disabled", 1, -1, 0, 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Listen(context.Background(), "127.0.0.1:0", ListenOptions{Batch: 16, Coalesce: tc.coalesce})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			c, err := net.DialUDP("udp", nil, r.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for i := range tc.first {
+				fmt.Fprintf(c, "first %d", i)
+			}
+			var returned time.Time
+			type batch struct {
+				n  int
+				at time.Time
+			}
+			second := make(chan batch, 1)
+			calls := 0
+			go r.Run(func(_ int, now time.Time, pkts []Packet) {
+				calls++
+				switch calls {
+				case 1:
+					if len(pkts) != tc.first {
+						t.Errorf("first batch: %d datagrams, want %d", len(pkts), tc.first)
+					}
+					// The next datagrams are in the socket before this batch is done.
+					for i := range 3 {
+						fmt.Fprintf(c, "second %d", i)
+					}
+					returned = time.Now()
+				case 2:
+					second <- batch{len(pkts), time.Now()}
+				}
+			})
+			select {
+			case b := <-second:
+				gap := b.at.Sub(returned)
+				if gap < tc.minGap || gap > tc.maxGap {
+					t.Errorf("the second recvmmsg came %v after the first batch, want %v to %v", gap, tc.minGap, tc.maxGap)
+				}
+				if b.n != 3 {
+					t.Errorf("second batch: %d datagrams, want 3", b.n)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no second batch")
+			}
+		})
+	}
+}
