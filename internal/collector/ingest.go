@@ -41,7 +41,8 @@ func (c *Collector) Ingest(name string, r io.Reader) error {
 			if line[len(line)-1] == '\n' && looksExtended(line) {
 				line = line[:len(line)-1] // one record, as one datagram
 			}
-			c.push(h, line, now)
+			c.push(h, line, now, false)
+			c.countLines(sh)
 			sh.mu.Unlock()
 		}
 		if err == bufio.ErrBufferFull {
@@ -55,8 +56,9 @@ func (c *Collector) Ingest(name string, r io.Reader) error {
 		}
 	}
 	sh.mu.Lock()
-	h.stream.Flush(func(line []byte, ev netconsole.Event) { c.line(h, line, ev, time.Now()) })
+	h.stream.Flush(func(line []byte, ev netconsole.Event) { c.line(h, line, ev, time.Now(), false) })
 	c.finish(h)
+	c.countLines(sh)
 	sh.mu.Unlock()
 	return nil
 }

@@ -97,8 +97,7 @@ func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netcon
 	ch := q.get(now)
 	for i := range pkts {
 		if mine(i) {
-			q.hotCheck(&pkts[i], now)
-			ch.add(&pkts[i])
+			ch.add(&pkts[i], q.hotCheck(&pkts[i], now))
 		}
 	}
 	// Senders hold q.mu: a length below the limit means the send cannot block. With the queue at its limit, the reader waits
@@ -137,7 +136,7 @@ func (c *Collector) receive(q *rxQueue, socket int, now time.Time, pkts []netcon
 			q.setKept(q.get(now))
 			q.backlog.Add(1)
 		}
-		q.kept.add(p)
+		q.kept.add(p, ch.clean[i])
 		c.Stats.Kept.Add(1)
 	}
 	q.put(ch)
@@ -249,10 +248,14 @@ func newRxQueue() *rxQueue {
 	return &rxQueue{queue: make(chan *chunk, 2*rxChunks), free: make(chan *chunk, 2*rxChunks+4), hotUntil: map[netip.AddrPort]time.Time{}}
 }
 
-// hotCheck marks p's host hot when p starts a report. The queue lock is held.
-func (q *rxQueue) hotCheck(p *netconsole.Packet, now time.Time) {
-	if !detectDatagram(p.Data) {
-		return
+// hotCheck marks p's host hot when p starts a report, and says whether p is clean:
+// no report's needle (oops.MayStart) and no escape in it. The queue lock is held.
+func (q *rxQueue) hotCheck(p *netconsole.Packet, now time.Time) (clean bool) {
+	if !oops.MayStart(p.Data) {
+		return bytes.IndexByte(p.Data, '\\') < 0
+	}
+	if !startsReport(p.Data) {
+		return false
 	}
 	if len(q.hotUntil) >= maxHot {
 		for a, t := range q.hotUntil {
@@ -261,10 +264,11 @@ func (q *rxQueue) hotCheck(p *netconsole.Packet, now time.Time) {
 			}
 		}
 		if len(q.hotUntil) >= maxHot {
-			return
+			return false
 		}
 	}
 	q.hotUntil[p.From] = now.Add(hotFor)
+	return false
 }
 
 func (q *rxQueue) hot(a netip.AddrPort, now time.Time) bool {
@@ -276,13 +280,10 @@ func (q *rxQueue) hot(a netip.AddrPort, now time.Time) bool {
 	return ok
 }
 
-// detectDatagram says whether a datagram holds a line that starts a report: the
-// text of an extended record (after its header), or the lines of a plain payload.
-// oops.MayStart comes first: most datagrams cost one allocation-free pass.
-func detectDatagram(p []byte) bool {
-	if !oops.MayStart(p) {
-		return false
-	}
+// startsReport says whether a datagram in which oops.MayStart found a needle holds
+// a line that starts a report: the text of an extended record (after its header),
+// or the lines of a plain payload.
+func startsReport(p []byte) bool {
 	if i := bytes.IndexByte(p, ';'); i >= 0 && i < 512 && bytes.IndexByte(p[:i], '\n') < 0 {
 		body := p[i+1:]
 		if j := bytes.IndexByte(body, '\n'); j >= 0 {
@@ -299,13 +300,17 @@ func detectDatagram(p []byte) bool {
 type chunk struct {
 	now  time.Time
 	pkts []netconsole.Packet
-	buf  []byte
+	// clean[i] says pkts[i] holds no report line (hotCheck): the processor then
+	// need not look for one in the lines made of it alone.
+	clean []bool
+	buf   []byte
 }
 
-func (ch *chunk) add(p *netconsole.Packet) {
+func (ch *chunk) add(p *netconsole.Packet, clean bool) {
 	off := len(ch.buf)
 	ch.buf = append(ch.buf, p.Data...)
 	ch.pkts = append(ch.pkts, netconsole.Packet{From: p.From, Data: ch.buf[off:len(ch.buf):len(ch.buf)], Truncated: p.Truncated})
+	ch.clean = append(ch.clean, clean)
 }
 
 // get returns an empty chunk (recycled when one is free). The queue lock is held.
@@ -322,7 +327,7 @@ func (q *rxQueue) get(now time.Time) *chunk {
 func (q *rxQueue) put(ch *chunk) {
 	// Data of the packets points into buf: both are reset together. A chunk grown
 	// past 1 MiB (one huge batch) is not kept.
-	ch.pkts, ch.buf = ch.pkts[:0], ch.buf[:0]
+	ch.pkts, ch.clean, ch.buf = ch.pkts[:0], ch.clean[:0], ch.buf[:0]
 	if cap(ch.buf) > 1<<20 {
 		return
 	}
@@ -337,7 +342,7 @@ func (q *rxQueue) put(ch *chunk) {
 func (c *Collector) process(shard int, q *rxQueue, stop <-chan struct{}) {
 	handle := func(ch *chunk) {
 		q.handled.Store(ch.now.UnixNano())
-		c.handleShard(c.shards[shard], ch.now, ch.pkts, -1) // every packet is of this shard
+		c.handleShard(c.shards[shard], ch.now, ch.pkts, ch.clean, -1) // every packet is of this shard
 		q.put(ch)
 		q.backlog.Add(-1)
 	}

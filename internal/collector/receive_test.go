@@ -263,3 +263,67 @@ func TestBackpressureUnlocked(t *testing.T) {
 		t.Errorf("%d chunks queued, want %d", len(q.queue), rxChunks)
 	}
 }
+
+// TestCleanDatagrams: the reader marks a datagram clean when it holds no report
+// needle and no escape, and the processor skips looking for a report line only in
+// the lines made of a clean datagram alone: a clean record that releases a held
+// report line (its missing predecessor) must not hide it.
+func TestCleanDatagrams(t *testing.T) {
+	q := newRxQueue()
+	now := time.Now()
+	from := netip.MustParseAddrPort("10.7.0.1:6665")
+	for _, tc := range []struct {
+		data  string
+		clean bool
+	}{
+		{"6,1,100,-;eth0: link up", true},
+		{"6,1,100,-;BUG: kernel NULL pointer dereference, address: 0000000000000000", false},
+		{"6,1,100,-;a line with an escape \\x1b[0m", false},
+		{"plain text with a newline\n", true},
+		{"plain text: Kernel panic - not syncing: Fatal exception\n", false},
+	} {
+		if got := q.hotCheck(&netconsole.Packet{From: from, Data: []byte(tc.data)}, now); got != tc.clean {
+			t.Errorf("hotCheck(%q) clean %v, want %v", tc.data, got, tc.clean)
+		}
+	}
+
+	for _, tc := range []struct {
+		name    string
+		pkts    []string
+		clean   []bool
+		capture bool
+	}{
+		// Record 3, a report's first line, waits for record 2; clean record 2
+		// releases it, and it starts a capture.
+		{"held report line released by a clean record", []string{
+			"6,1,100,-;ordinary one",
+			"0,3,300,-;BUG: kernel NULL pointer dereference, address: 0000000000000000",
+			"6,2,200,-;ordinary two",
+		}, []bool{true, false, true}, true},
+		// With nothing held, a clean datagram's lines are not looked at (the
+		// flag is trusted: here it lies, and no capture starts).
+		{"clean flag trusted when nothing is held", []string{
+			"6,1,100,-;ordinary one",
+			"0,2,200,-;BUG: kernel NULL pointer dereference, address: 0000000000000000",
+		}, []bool{true, true}, false},
+		{"report line not clean", []string{
+			"6,1,100,-;ordinary one",
+			"0,2,200,-;BUG: kernel NULL pointer dereference, address: 0000000000000000",
+		}, []bool{true, false}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := New(Options{Store: openStore(t)})
+			sh := c.shards[0]
+			for i, d := range tc.pkts {
+				c.handleShard(sh, now, []netconsole.Packet{{From: from, Data: []byte(d)}}, tc.clean[i:i+1], -1)
+			}
+			h := sh.hosts[from]
+			if h == nil {
+				t.Fatal("no host")
+			}
+			if got := h.capture != nil; got != tc.capture {
+				t.Errorf("capture started %v, want %v; context:\n%s", got, tc.capture, h.ctx)
+			}
+		})
+	}
+}

@@ -55,7 +55,7 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 		visit := func(h *host) {
 			if h.stream.Pending() {
 				before := h.stream.Stats
-				h.stream.Tick(clock, func(line []byte, ev netconsole.Event) { c.line(h, line, ev, clock) })
+				h.stream.Tick(clock, func(line []byte, ev netconsole.Event) { c.line(h, line, ev, clock, false) })
 				c.account(h, before)
 			}
 			if h.capture != nil && (h.ready || clock.Sub(h.lastLine) >= c.o.Quiet) {
@@ -123,6 +123,7 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 			}
 			for i, h := range vs {
 				if i > 0 && i%visitSegment == 0 {
+					c.countLines(sh)
 					sh.mu.Unlock()
 					if c.betweenSegments != nil {
 						c.betweenSegments(sh)
@@ -153,6 +154,7 @@ func (c *Collector) tick(now time.Time, w *tickWork, slow, all bool) {
 		w.done = append(w.done, sh.done...)
 		clear(sh.done)
 		sh.done = sh.done[:0]
+		c.countLines(sh)
 		sh.mu.Unlock()
 	}
 }
