@@ -189,14 +189,15 @@ func (h *host) busy() bool { return h.capture != nil || h.logDue || h.stream.Pen
 
 // host is one source's state, guarded by its shard's mutex.
 type host struct {
-	// The fields a datagram touches come first, the stream's state after them.
+	// The fields a datagram touches come first, the stream's state after them
+	// (its own hot fields first), the rest last: with thousands of hosts each is
+	// cold, and the fewer cache lines a record touches the sooner it is handled.
 	// ctx holds the host's recent lines, each appended once: the part not yet
 	// written to the raw log (ctx[logged:]) and the context of the next report
 	// (the lines after ctxFrom, at least the last ContextBytes of them).
 	ctx      []byte
 	logged   int    // bytes at ctx's start handed to the raw log (all of them without raw logs)
 	ctxFrom  int    // where the next report's context starts: after the last capture
-	ctxZ     []byte // the context compressed while the host is idle (ctx is nil then)
 	capture  []byte // nil unless a report is being captured
 	lastLine time.Time
 	lastSeen time.Time
@@ -207,16 +208,17 @@ type host struct {
 	ready    bool // the capture is complete (end marker, size)
 	tailing  atomic.Bool
 	quietFor int // lines since the last detected line
+	sh       *shard
 	name     string
 	release  string
+	stream   netconsole.Stream
 
+	ctxZ       []byte // the context compressed while the host is idle (ctx is nil then)
 	id         string
-	sh         *shard
 	capStart   time.Time
 	boot       time.Time
 	told       time.Time
 	logWritten time.Time
-	stream     netconsole.Stream
 }
 
 // New returns a collector; call Run to start its background work.

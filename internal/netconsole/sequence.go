@@ -11,8 +11,8 @@ import (
 // sends every fragment of one record with the same header and ncfrag=off/total).
 // It keeps at most two records in progress per host; a third evicts the oldest.
 type asm struct {
-	n     int // slots in use: most hosts never fragment, and size costs nothing then
-	slots [2]fragSlot
+	n     int          // slots in use: most hosts never fragment, and size costs nothing then
+	slots *[2]fragSlot // allocated by the first fragment: most hosts never send one
 }
 
 type fragSlot struct {
@@ -41,6 +41,9 @@ func (a *asm) size() int {
 // add stores a fragment and returns the whole body when it is complete.
 func (a *asm) add(r *Record, now time.Time) ([]byte, bool) {
 	f := r.Frag
+	if a.slots == nil {
+		a.slots = new([2]fragSlot)
+	}
 	var sl *fragSlot
 	for i := range a.slots {
 		if a.slots[i].used && a.slots[i].seq == r.Seq && a.slots[i].total == f.Total {
@@ -81,6 +84,9 @@ func (a *asm) add(r *Record, now time.Time) ([]byte, bool) {
 }
 
 func (a *asm) expire(now time.Time, after time.Duration) {
+	if a.slots == nil {
+		return
+	}
 	for i := range a.slots {
 		if a.slots[i].used && now.Sub(a.slots[i].since) >= after {
 			a.slots[i] = fragSlot{}
@@ -105,8 +111,8 @@ type sequencer struct {
 	// records heard (sequence, timestamp, text hash), to tell a replay from a reboot.
 	firstSeq, firstTS uint64
 	lastTS            uint64
-	early             [64]uint64 // fingerprints of records firstSeq … firstSeq+63 (0: not heard)
 	recent            [32]seen   // the last records, by seq modulo 32
+	early             [64]uint64 // fingerprints of records firstSeq … firstSeq+63 (0: not heard)
 }
 
 // seen is a record heard: its sequence number and fingerprint (0: none).

@@ -79,13 +79,15 @@ type Stream struct {
 	// Release the release prefix or release= sysdata.
 	Hostname, Release string
 
-	partial     []byte // plain text after the last newline
+	// What a datagram reads comes first, in a few cache lines: with thousands of
+	// hosts each stream is cold.
+	partial []byte // plain text after the last newline
+	frags   asm
+	seq     sequencer
+
 	partialTime time.Time
 	sawPlain    bool
-
-	frags asm
-	seq   sequencer
-	own   *Scratch // when the options give none
+	own         *Scratch // when the options give none
 }
 
 // scratch returns the stream's working space.
@@ -302,6 +304,7 @@ func (s *Stream) Compact() {
 	if !s.Pending() {
 		s.own, s.partial = nil, nil
 		s.seq.held = nil
+		s.frags.slots = nil
 	}
 }
 
